@@ -1,0 +1,312 @@
+"""``zakaz-schema``: the operator CLI (click).
+
+Exit codes: 0 ok; 1 a check failed, drift was found or a migration step
+failed; 2 usage, configuration or connection error.  Heavy modules (alembic,
+SQLAlchemy, chDB) are imported inside the commands so ``--help`` stays fast.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+
+import click
+
+EXIT_OK, EXIT_CHECK, EXIT_USAGE = 0, 1, 2
+
+
+class UsageFailure(click.ClickException):
+    """Bad input, configuration or connection: exit 2, one line."""
+
+    exit_code = EXIT_USAGE
+
+
+class CheckFailure(click.ClickException):
+    """A check failed or a migration step failed: exit 1, one line."""
+
+    exit_code = EXIT_CHECK
+
+
+def _one_line(exc: BaseException) -> str:
+    from app.config import mask_text
+
+    text = str(exc).strip() or type(exc).__name__
+    return mask_text(" ".join(text.split()))
+
+
+def translate_errors(fn):
+    """Turn known failures into one clean line with the documented exit code."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except Exception as exc:  # classified below; unknown ones re-raised
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            raise classify(exc) from None
+    return wrapper
+
+
+def classify(exc: BaseException) -> click.ClickException:
+    from alembic.util import CommandError
+
+    from app.config import ConfigError
+    from app.engine import ConnectionFailed
+    from app.ledger import LedgerError
+    from app.runtime import MigrationBlocked, StepFailed
+
+    if isinstance(exc, StepFailed):
+        return CheckFailure(_one_line(exc))
+    if isinstance(exc, (ConfigError, ConnectionFailed, LedgerError, MigrationBlocked)):
+        return UsageFailure(_one_line(exc))
+    if isinstance(exc, CommandError):
+        return UsageFailure(_explain_alembic(exc))
+    if isinstance(exc, SyntaxError):
+        return UsageFailure(
+            f"revision file {exc.filename} has a syntax error at line {exc.lineno}: {exc.msg}"
+        )
+    return CheckFailure(f"unexpected error: {_one_line(exc)} (run with --debug for the traceback)")
+
+
+def _explain_alembic(exc: Exception) -> str:
+    text = _one_line(exc)
+    if "Can't locate revision" in text or "No such revision" in text:
+        return text + "; see `zakaz-schema history` or `alembic history` for the revision ids"
+    if "Multiple revisions start with" in text or "is ambiguous" in text:
+        return text + "; give more characters of the revision id"
+    if "Multiple head revisions" in text:
+        return text + "; name the head to use, or merge the heads"
+    if "Relative revision" in text and "didn't produce" in text:
+        return text + "; the database is already at base"
+    return text
+
+
+def _emit(data, as_json: bool, human) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        human(data)
+
+
+url_option = click.option(
+    "--url", envvar="ZAKAZ_DATABASE_URL", default=None,
+    help="Database URL (else $ZAKAZ_DATABASE_URL, else the embedded database in var/).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def main(ctx, debug):
+    """Versioned schema of the Zakaz ClickHouse warehouse.
+
+    \b
+    Exit codes: 0 ok, 1 check failed / drift / failed step, 2 usage or connection error.
+    """
+    ctx.obj = {"debug": debug}
+
+
+def _print_step(event: dict) -> None:
+    arrow = "+" if event["direction"] == "upgrade" else ("-" if event["direction"] == "downgrade" else "=")
+    message = event["message"].splitlines()[0] if event["message"] else ""
+    if len(message) > 60:
+        message = message[:57] + "..."
+    line = f"  {arrow} {event['revision']:<6} {message:<60} {event['duration_ms']:>6} ms  {event['statements']:>3} stmt"
+    if event["skipped"]:
+        line += f"  ({len(event['skipped'])} access statements checked and skipped: embedded engine)"
+    click.echo(line)
+
+
+@main.command()
+@click.argument("revision", default="head")
+@url_option
+@json_option
+@click.option("--resume", is_flag=True, help="Re-run a failed or interrupted revision and continue.")
+@translate_errors
+def upgrade(revision, url, as_json, resume):
+    """Upgrade the database to REVISION (default: head)."""
+    import time
+
+    from app import commands
+    from app.config import mask_url, resolve_url
+
+    url = resolve_url(url)
+    if not as_json:
+        click.echo(f"Upgrading {mask_url(url)} to {revision}")
+    t0 = time.perf_counter()
+    steps = commands.upgrade(url, revision, resume=resume, reporter=None if as_json else _print_step)
+    _summary(steps, url, time.perf_counter() - t0, as_json)
+
+
+@main.command()
+@click.argument("revision")
+@url_option
+@json_option
+@click.option("--allow-data-loss", is_flag=True, help="Let the downgrade drop tables or columns that hold rows.")
+@translate_errors
+def downgrade(revision, url, as_json, allow_data_loss):
+    """Downgrade the database to REVISION (an id, -1, or base)."""
+    import time
+
+    from app import commands
+    from app.config import mask_url, resolve_url
+
+    url = resolve_url(url)
+    if not as_json:
+        click.echo(f"Downgrading {mask_url(url)} to {revision}")
+    t0 = time.perf_counter()
+    steps = commands.downgrade(url, revision, allow_data_loss=allow_data_loss,
+                               reporter=None if as_json else _print_step)
+    _summary(steps, url, time.perf_counter() - t0, as_json)
+
+
+@main.command()
+@click.argument("revision")
+@url_option
+@translate_errors
+def stamp(revision, url):
+    """Record REVISION in the ledger without running it."""
+    from app import commands
+
+    commands.stamp(url, revision)
+    click.echo(f"Stamped {revision}")
+
+
+def _summary(steps: list[dict], url: str, seconds: float, as_json: bool) -> None:
+    from app import commands
+
+    st = commands.status(url)
+    if as_json:
+        click.echo(json.dumps({"steps": steps, "heads": st.heads, "seconds": round(seconds, 3)}, indent=2))
+        return
+    at = ", ".join(st.heads) or "base"
+    at_head = sorted(st.heads) == sorted(st.script_heads)
+    if not steps:
+        click.echo(f"Nothing to do: the database is at {at}{' (head)' if at_head else ''}.")
+    else:
+        click.echo(f"{len(steps)} step(s) in {seconds:.2f} s; the database is at {at}{' (head)' if at_head else ''}.")
+
+
+@main.command()
+@url_option
+@json_option
+@translate_errors
+def status(url, as_json):
+    """Current heads, pending revisions, failed steps, skipped statements."""
+    from app import commands
+
+    st = commands.status(url)
+
+    def human(_):
+        click.echo(f"database:  {st.url}")
+        click.echo(f"engine:    {st.engine} (ClickHouse {st.server_version})")
+        click.echo(f"heads:     {', '.join(st.heads) or 'base (nothing applied)'}")
+        if st.pending:
+            click.echo(f"pending:   {len(st.pending)} revision(s)")
+            for p in st.pending:
+                click.echo(f"  {p['revision']}  {p['message']}")
+        else:
+            click.echo("pending:   none (at head)")
+        if st.problem:
+            p = st.problem
+            detail = f" at statement {p['failed_statement']}: {p['error']}" if p["state"] == "failed" else ""
+            click.echo(f"PROBLEM:   {p['direction']} {p['revision']} {p['state']}{detail}")
+            click.echo("           fix the cause, then `zakaz-schema upgrade --resume` (or `zakaz-schema repair`)")
+        for s in st.skipped:
+            click.echo(f"skipped:   {s['revision']}: {len(s['statements'])} access statement(s) not run (embedded engine)")
+        for c in st.changed_files:
+            click.echo(f"WARNING:   {c['revision']}: {c['problem']}")
+
+    _emit(st.to_dict(), as_json, human)
+    if st.problem:
+        sys.exit(EXIT_CHECK)
+
+
+@main.command()
+@url_option
+@json_option
+@translate_errors
+def history(url, as_json):
+    """Applied steps from the ledger next to the revision files."""
+    from app import commands
+
+    rows = commands.history(url)
+
+    def human(rows):
+        if not rows:
+            click.echo("The ledger is empty: nothing has been applied.")
+            return
+        click.echo(f"{'when':<19}  {'revision':<8} {'direction':<9} {'status':<8} {'ms':>6} {'stmt':>4}  {'who':<20} {'checksum':<12}  file")
+        for r in rows:
+            mark = "" if r["file_matches"] in (None, True) else "  (file changed since)"
+            click.echo(f"{r['when']:<19}  {r['revision']:<8} {r['direction']:<9} {r['status']:<8} "
+                       f"{r['duration_ms']:>6} {r['statements']:>4}  {r['who'][:20]:<20} {r['checksum']:<12}  {r['file']}{mark}")
+
+    _emit(rows, as_json, human)
+
+
+@main.command()
+@url_option
+@json_option
+@click.option("--strict", is_flag=True, help="Treat changed revision files as drift.")
+@translate_errors
+def verify(url, as_json, strict):
+    """Compare the live database with the canonical schema at head."""
+    from app import commands
+
+    result = commands.verify(url)
+    findings = result["findings"]
+    fatal = [f for f in findings if f.fatal]
+
+    def human(_):
+        for f in findings:
+            click.echo(("" if f.fatal else "note: ") + str(f))
+        for c in result["changed_files"]:
+            click.echo(f"{'error' if strict else 'warning'}: revision {c['revision']}: {c['problem']}")
+        if not fatal:
+            click.echo(f"OK: {result['objects']} objects match the canonical schema")
+        else:
+            click.echo(f"DRIFT: {len(fatal)} finding(s)")
+
+    payload = {"url": result["url"], "ok": not fatal, "objects": result["objects"],
+               "findings": [f.to_dict() for f in findings], "changed_files": result["changed_files"]}
+    _emit(payload, as_json, human)
+    if fatal or (strict and result["changed_files"]):
+        sys.exit(EXIT_CHECK)
+
+
+@main.command()
+@click.argument("revision_range", default="head")
+@url_option
+@translate_errors
+def sql(revision_range, url):
+    """Offline SQL for review: [FROM:]TO, e.g. head, 0004:head, head:0008."""
+    from app import commands
+
+    click.echo(commands.offline_sql(url, revision_range), nl=False)
+
+
+@main.command()
+@click.argument("message")
+@click.option("--head", "head", default="head", help="Revision the new one follows (default: the head).")
+@click.option("--branch", is_flag=True, help="Allow creating a second head.")
+@translate_errors
+def new(message, head, branch):
+    """Write a new revision file from the template."""
+    from app import commands
+
+    try:
+        path = commands.new_revision(message, head=head, branch=branch)
+    except commands.RevisionRefused as exc:
+        raise UsageFailure(str(exc)) from None
+    click.echo(f"Created {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,72 @@
+"""Where the database is, and how to show its URL without a password.
+
+Precedence: an explicit URL (``--url`` or ``alembic -x url=...``), then
+``ZAKAZ_DATABASE_URL``, then the embedded default in the project's git-ignored
+``var/`` folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EMBEDDED_PATH = PROJECT_ROOT / "var" / "zakaz.chdb"
+DEFAULT_URL = f"clickhouse+chdb:///default?path={DEFAULT_EMBEDDED_PATH}"
+ENV_URL = "ZAKAZ_DATABASE_URL"
+ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+SCRIPT_LOCATION = PROJECT_ROOT / "migrations"
+
+KNOWN_DRIVERS = ("clickhouse+chdb", "clickhouse+native", "clickhouse+http", "clickhouse")
+
+
+class ConfigError(Exception):
+    """A URL or setting that cannot be used; the message is one line."""
+
+
+def resolve_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get(ENV_URL) or DEFAULT_URL
+
+
+def parse_url(url: str):
+    """Parse and validate a database URL, with errors that never echo a password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"malformed database URL {mask_url(url)!r}; expected e.g. "
+            "clickhouse+native://user@host:9000/default or "
+            "clickhouse+chdb:///default?path=var/zakaz.chdb"
+        ) from None
+    if parsed.drivername not in KNOWN_DRIVERS:
+        raise ConfigError(
+            f"unknown database driver {parsed.drivername!r}; use one of "
+            + ", ".join(KNOWN_DRIVERS[:3])
+        )
+    return parsed
+
+
+def is_embedded(url: str) -> bool:
+    return url.startswith("clickhouse+chdb:")
+
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>://[^:/@?#]*:)(?P<pw>[^@/?#]*)(?P<tail>@)")
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&#]*)", re.I)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (works on malformed URLs too)."""
+    url = _PASSWORD_IN_URL.sub(lambda m: m["head"] + "***" + m["tail"], str(url))
+    return _PASSWORD_IN_QUERY.sub(lambda m: m["head"] + "***", url)
+
+
+def mask_text(text: str, *secrets: str | None) -> str:
+    """Remove URL passwords and any given secret values from a message."""
+    text = mask_url(text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

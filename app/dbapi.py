@@ -1,0 +1,327 @@
+"""PEP 249 adapter over chdb-core, the embedded ClickHouse engine.
+
+chdb ships its own DB-API module, but it drops microseconds of DateTime64,
+returns arrays as strings and raises a bare RuntimeError without the
+ClickHouse error code.  Migrations and the ledger need all three, so results
+are read here as JSONCompact (exact ClickHouse types in ``meta``) and errors are
+mapped to PEP 249 classes carrying ``code``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import re
+import threading
+from decimal import Decimal
+from typing import Any
+
+apilevel = "2.0"
+threadsafety = 1
+paramstyle = "pyformat"
+
+
+class Error(Exception):
+    """Base PEP 249 error; ``code`` is the ClickHouse error code (0 if unknown)."""
+
+    def __init__(self, message: str, code: int = 0):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Warning(Exception):  # noqa: A001 - PEP 249 name
+    pass
+
+
+class InterfaceError(Error):
+    pass
+
+
+class DatabaseError(Error):
+    pass
+
+
+class DataError(DatabaseError):
+    pass
+
+
+class OperationalError(DatabaseError):
+    pass
+
+
+class IntegrityError(DatabaseError):
+    pass
+
+
+class InternalError(DatabaseError):
+    pass
+
+
+class ProgrammingError(DatabaseError):
+    pass
+
+
+class NotSupportedError(DatabaseError):
+    pass
+
+
+class EmbeddedLockedError(OperationalError):
+    """The embedded directory is held by another process."""
+
+
+# ClickHouse codes that describe the statement, not the engine's state.
+_PROGRAMMING_CODES = {
+    16, 36, 43, 44, 46, 47, 48, 57, 60, 62, 81, 82, 115, 117, 179, 352, 386, 497,
+}
+_DATA_CODES = {6, 27, 38, 41, 53, 69, 70, 72, 117, 321}
+_CODE_RE = re.compile(r"Code: (\d+)\.\s*(?:DB::Exception: )?(.*)", re.S)
+
+
+def error_from_chdb(exc: BaseException) -> Error:
+    text = str(exc).strip()
+    m = _CODE_RE.search(text)
+    if not m:
+        return OperationalError(text.splitlines()[0] if text else repr(exc))
+    code = int(m.group(1))
+    message = m.group(2).strip().splitlines()[0]
+    message = f"Code: {code}. {message}"
+    if code in _PROGRAMMING_CODES:
+        return ProgrammingError(message, code)
+    if code in _DATA_CODES:
+        return DataError(message, code)
+    return OperationalError(message, code)
+
+
+# --- parameters -------------------------------------------------------------
+
+def quote_literal(value: Any) -> str:
+    """A Python value as a ClickHouse literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, Decimal)):
+        return str(value)
+    if isinstance(value, _dt.datetime):
+        return "'" + value.strftime("%Y-%m-%d %H:%M:%S.%f") + "'"
+    if isinstance(value, _dt.date):
+        return "'" + value.isoformat() + "'"
+    if isinstance(value, (list, tuple, set)):
+        return "[" + ", ".join(quote_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{quote_literal(k)}: {quote_literal(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def render(operation: str, parameters: Any) -> str:
+    """Apply pyformat parameters the way the ClickHouse compiler expects.
+
+    SQLAlchemy compiles every statement for pyformat, doubling literal ``%``,
+    so a mapping (even an empty one) is always applied.  Raw driver SQL comes
+    with an empty tuple and is sent as written.
+    """
+    if isinstance(parameters, dict):
+        return operation % {k: quote_literal(v) for k, v in parameters.items()}
+    if parameters:
+        return operation % tuple(quote_literal(v) for v in parameters)
+    return operation
+
+
+# --- results ----------------------------------------------------------------
+
+def _unwrap(type_name: str) -> str:
+    for wrapper in ("Nullable(", "LowCardinality("):
+        while type_name.startswith(wrapper):
+            type_name = type_name[len(wrapper):-1]
+    return type_name
+
+
+def _converter(type_name: str):
+    base = _unwrap(type_name)
+    if base == "Date" or base == "Date32":
+        return _dt.date.fromisoformat
+    if base.startswith("DateTime"):
+        return lambda v: _dt.datetime.fromisoformat(v)
+    if base.startswith("Decimal"):
+        return lambda v: v if isinstance(v, Decimal) else Decimal(str(v))
+    if base.startswith("Float"):
+        return float
+    if base.startswith(("Int", "UInt")):
+        return int
+    return None
+
+
+def _convert_rows(meta: list[dict], data: list[list]) -> list[tuple]:
+    converters = [_converter(col["type"]) for col in meta]
+    if not any(converters):
+        return [tuple(row) for row in data]
+    out = []
+    for row in data:
+        out.append(tuple(
+            conv(v) if conv is not None and v is not None else v
+            for conv, v in zip(converters, row)
+        ))
+    return out
+
+
+# --- connection -------------------------------------------------------------
+
+_lock = threading.Lock()
+
+
+def _locked_by_other_process(path: str) -> str | None:
+    """Return a description of the process holding ``path``, if any.
+
+    ClickHouse keeps an exclusive flock on ``<path>/status`` while a server
+    (or chDB) owns the directory; chDB only reports an opaque Code 36, so we
+    probe the lock ourselves to say what is really wrong.
+    """
+    status = os.path.join(path, "status")
+    if not os.path.exists(status):
+        return None
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            with open(status, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+            m = re.search(r"PID:\s*(\d+)", text)
+            return f"pid {m.group(1)}" if m else "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def connect(path: str = ":memory:", **_: Any) -> "Connection":
+    return Connection(path)
+
+
+class Connection:
+    def __init__(self, path: str):
+        import chdb  # deferred: importing chdb costs ~0.2 s
+
+        self.path = path
+        if path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(path)) or "."
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError as exc:
+                raise OperationalError(
+                    f"embedded database path {path} cannot be created ({exc.strerror}); "
+                    "choose a writable directory in the URL"
+                ) from None
+            if not os.access(path, os.W_OK) or not os.access(parent, os.X_OK):
+                raise OperationalError(
+                    f"embedded database path {path} is not writable; "
+                    "fix its permissions or choose another directory in the URL"
+                )
+        try:
+            self._conn = chdb.connect(path)
+        except Exception as exc:  # chdb raises RuntimeError for everything
+            holder = _locked_by_other_process(path) if path != ":memory:" else None
+            if holder:
+                raise EmbeddedLockedError(
+                    f"embedded database {path} is in use by another process ({holder}); "
+                    "wait for it to finish or stop it, then retry"
+                ) from None
+            text = str(exc)
+            if "already initialized with path" in text:
+                raise OperationalError(
+                    "this process already has another embedded database open; "
+                    "dispose that engine before opening " + path
+                ) from None
+            raise error_from_chdb(exc) from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+    def cursor(self) -> "Cursor":
+        if self._conn is None:
+            raise InterfaceError("connection is closed")
+        return Cursor(self)
+
+    def query(self, sql: str):
+        with _lock:
+            try:
+                return self._conn.query(sql, "JSONCompact")
+            except Exception as exc:
+                raise error_from_chdb(exc) from None
+
+
+class Cursor:
+    arraysize = 1
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.description = None
+        self.rowcount = -1
+        self._rows: list[tuple] = []
+        self._pos = 0
+
+    def execute(self, operation: str, parameters: Any = None, context: Any = None) -> None:
+        # ``context`` is clickhouse-sqlalchemy's extra argument (see its
+        # native connector); chDB has no use for it.
+        sql = render(operation, parameters)
+        result = self.connection.query(sql)
+        payload = result.bytes()
+        self._pos = 0
+        if not payload.strip():
+            self.description = None
+            self._rows = []
+            self.rowcount = -1
+            return
+        doc = json.loads(payload, parse_float=Decimal)
+        meta = doc.get("meta", [])
+        self.description = [
+            (col["name"], col["type"], None, None, None, None, col["type"].startswith("Nullable("))
+            for col in meta
+        ]
+        self._rows = _convert_rows(meta, doc.get("data", []))
+        self.rowcount = len(self._rows)
+
+    def executemany(self, operation: str, seq_of_parameters: Any, context: Any = None) -> None:
+        for parameters in seq_of_parameters:
+            self.execute(operation, parameters, context)
+
+    def fetchone(self):
+        if self._pos >= len(self._rows):
+            return None
+        row = self._rows[self._pos]
+        self._pos += 1
+        return row
+
+    def fetchmany(self, size: int | None = None):
+        size = size or self.arraysize
+        rows = self._rows[self._pos:self._pos + size]
+        self._pos += len(rows)
+        return rows
+
+    def fetchall(self):
+        rows = self._rows[self._pos:]
+        self._pos = len(self._rows)
+        return rows
+
+    def close(self) -> None:
+        self._rows = []
+
+    def setinputsizes(self, sizes) -> None:
+        pass
+
+    def setoutputsizes(self, size, column=None) -> None:
+        pass

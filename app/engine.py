@@ -1,0 +1,76 @@
+"""SQLAlchemy engines for a URL, with connection errors as one clean line."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from app.config import ConfigError, is_embedded, mask_text, mask_url, parse_url
+
+
+class ConnectionFailed(Exception):
+    """The database cannot be reached or used; the message is one line, no password."""
+
+
+def _register_chdb() -> None:
+    # The entry point in pyproject registers the dialect once installed; this
+    # keeps plain `alembic` working from a source checkout that is not.
+    from sqlalchemy.dialects import registry
+
+    registry.register("clickhouse.chdb", "app.dialect", "ChdbDialect")
+
+
+def create_engine(url: str):
+    import sqlalchemy as sa
+
+    parsed = parse_url(url)
+    _register_chdb()
+    kwargs = {}
+    if not is_embedded(url):
+        # Fail fast on an unreachable server instead of the driver's minutes.
+        if parsed.drivername == "clickhouse+http":
+            kwargs["connect_args"] = {"timeout": 10}
+        else:
+            parsed = parsed.update_query_dict(
+                {"connect_timeout": parsed.query.get("connect_timeout", "5")}
+            )
+    return sa.create_engine(parsed, **kwargs)
+
+
+def describe_error(exc: BaseException, url: str) -> str:
+    """One line saying what went wrong connecting to ``url`` and what to do."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    code = getattr(orig, "code", None)
+    password = None
+    try:
+        password = parse_url(url).password
+    except ConfigError:
+        pass
+    where = mask_url(url)
+    if code == 516 or "Authentication failed" in text:
+        return f"authentication failed for {where}: check the user and password"
+    if code == 81 or "UNKNOWN_DATABASE" in text:
+        return f"database in {where} does not exist: create it or fix the URL"
+    lowered = text.lower()
+    if any(s in lowered for s in ("connection refused", "timed out", "name or service", "network", "connect")) and not is_embedded(url):
+        return f"cannot reach the ClickHouse server at {where} ({mask_text(text, password)}): is it running?"
+    return mask_text(f"cannot use {where}: {text}", password)
+
+
+@contextmanager
+def connect(url: str):
+    """An open connection to ``url``; any failure to connect is ConnectionFailed."""
+    try:
+        engine = create_engine(url)
+    except ConfigError:
+        raise
+    try:
+        try:
+            conn = engine.connect()
+        except Exception as exc:
+            raise ConnectionFailed(describe_error(exc, url)) from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+    finally:
+        engine.dispose()

@@ -1,0 +1,118 @@
+"""Alembic's DDL implementation for ClickHouse (every ``clickhouse+*`` URL).
+
+We do not use ``clickhouse_sqlalchemy.alembic``: it imports only with
+alembic <= 1.14.  What differs from alembic's default implementation:
+
+* DDL is not transactional;
+* ``op.rename_table`` emits ``RENAME TABLE`` (``ALTER TABLE .. RENAME TO`` is
+  not ClickHouse);
+* ``op.create_table`` accepts a clickhouse-sqlalchemy engine as
+  ``info={"clickhouse_engine": engines.MergeTree(...)}`` (alembic drops
+  non-column positional arguments before the table reaches us);
+* alembic's own writes to ``alembic_version`` are dropped: the version lives
+  in the insert-only ledger (``app.ledger``), written per step by
+  ``app.runtime``;
+* access statements (users, roles, grants) cannot run on chDB, which has no
+  access storage: there they are checked with ``formatQuery`` and recorded as
+  skipped instead of executed;
+* every statement is counted per step, so a failure names its index, and a
+  test can make the k-th statement of a revision fail.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from alembic.ddl.impl import DefaultImpl
+from sqlalchemy import text
+from sqlalchemy.sql import dml
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.schema import CreateTable, DropTable
+
+ACCESS_STATEMENT = re.compile(
+    r"^\s*(CREATE\s+(ROLE|USER)|ALTER\s+(ROLE|USER)|DROP\s+(ROLE|USER)|GRANT|REVOKE|SET\s+DEFAULT\s+ROLE)\b",
+    re.I,
+)
+
+
+class InjectedFailure(Exception):
+    """Raised instead of a statement chosen by a failure-injection test."""
+
+
+class ClickHouseImpl(DefaultImpl):
+    __dialect__ = "clickhouse"
+    transactional_ddl = False
+
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.version_table_name = "alembic_version"
+        self.reset_step()
+        # (revision, statement index) -> raise before running it; set by tests.
+        self.fail_at: tuple[str, int] | None = None
+        self.current_revision: str | None = None
+
+    # -- per-step bookkeeping read by app.runtime --------------------------
+    def reset_step(self, revision: str | None = None) -> None:
+        self.statements = 0
+        self.skipped: list[str] = []
+        self.current_revision = revision
+
+    @property
+    def is_embedded(self) -> bool:
+        return getattr(self.dialect, "driver", "") == "chdb"
+
+    # -- execution ----------------------------------------------------------
+    def _is_version_table_write(self, construct: Any) -> bool:
+        if isinstance(construct, (dml.Insert, dml.Update, dml.Delete)):
+            return construct.table.name == self.version_table_name
+        if isinstance(construct, (CreateTable, DropTable)):
+            return construct.element.name == self.version_table_name
+        return False
+
+    def _exec(self, construct: Any, execution_options: Any = None, multiparams=None, params=None):
+        if self._is_version_table_write(construct):
+            # The ledger replaces alembic's mutable version table; its DDL is
+            # written by app.ledger (also in offline mode, see app.runtime).
+            return None
+        sql = construct.text if isinstance(construct, TextClause) else (
+            construct if isinstance(construct, str) else None
+        )
+        self.statements += 1
+        if self.fail_at and self.fail_at == (self.current_revision, self.statements):
+            raise InjectedFailure(
+                f"injected failure at statement {self.statements} of {self.current_revision}"
+            )
+        if sql is not None and ACCESS_STATEMENT.match(sql) and self.is_embedded and not self.as_sql:
+            return self._skip_access_statement(sql)
+        return super()._exec(construct, execution_options, multiparams, params)
+
+    def _skip_access_statement(self, sql: str) -> None:
+        # chDB has no access storage: the statement cannot run, but it must
+        # still be valid ClickHouse, and it must be visible that it did not run.
+        checked = self.connection.exec_driver_sql(
+            "SELECT formatQuery(%(q)s)", {"q": sql}
+        ).scalar()
+        self.skipped.append(" ".join(checked.split()))
+        return None
+
+    # -- operations that differ from alembic's defaults ----------------------
+    def rename_table(self, old_table_name: str, new_table_name: str, schema: str | None = None) -> None:
+        def q(name: str) -> str:
+            return self.dialect.identifier_preparer.quote(name)
+
+        old = f"{q(schema)}.{q(old_table_name)}" if schema else q(old_table_name)
+        new_schema = schema
+        if "." in new_table_name:
+            new_schema, new_table_name = new_table_name.split(".", 1)
+        new = f"{q(new_schema)}.{q(new_table_name)}" if new_schema else q(new_table_name)
+        self._exec(text(f"RENAME TABLE {old} TO {new}"))
+
+    def create_table(self, table: Any, **kw: Any) -> None:
+        engine = table.info.get("clickhouse_engine")
+        if engine is not None and getattr(table, "engine", None) is None:
+            from clickhouse_sqlalchemy import Table as CHTable
+
+            table.metadata.remove(table)
+            table = CHTable._make_from_standard(table)
+            engine._set_parent(table)
+        super().create_table(table, **kw)

@@ -1,0 +1,198 @@
+"""The insert-only version ledger.
+
+One row per event of a step (``started``, then ``applied`` or ``failed``;
+``stamped``, ``repaired`` for steps without DDL).  Rows are never updated or
+deleted: on ClickHouse those are mutations (asynchronous on a server) and a
+ReplacingMergeTree would collapse several heads on merge.  ``alembic_version``
+is a view returning the head set of the latest completed step, so alembic and
+other tools read the version as usual.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.dbapi import quote_literal
+
+LEDGER_TABLE = "zakaz_schema_ledger"
+VERSION_VIEW = "alembic_version"
+# Statuses after which the head set in the row is the database's version.
+COMPLETED = ("applied", "stamped", "repaired")
+
+COLUMNS = {
+    "seq": "UInt64",
+    "step_id": "String",
+    "revision": "String",
+    "direction": "LowCardinality(String)",
+    "status": "LowCardinality(String)",
+    "heads": "Array(String)",
+    "message": "String",
+    "started_at": "DateTime64(3)",
+    "finished_at": "DateTime64(3)",
+    "duration_ms": "UInt64",
+    "statements": "UInt32",
+    "failed_statement": "UInt32",
+    "error_code": "Int32",
+    "error": "String",
+    "skipped": "Array(String)",
+    "checksum": "String",
+    "host": "String",
+    "os_user": "String",
+    "tool_version": "String",
+}
+
+
+class LedgerError(Exception):
+    """The ledger is missing, altered or unreadable."""
+
+
+def ledger_ddl(schema: str, engine: str = "MergeTree") -> list[str]:
+    cols = ",\n    ".join(f"{name} {type_}" for name, type_ in COLUMNS.items())
+    return [
+        f"CREATE TABLE IF NOT EXISTS {schema}.{LEDGER_TABLE}\n(\n    {cols}\n)\n"
+        f"ENGINE = {engine}\nORDER BY seq",
+        # argMax over the completed rows: the head set of the latest step.
+        # An empty ledger gives an empty array, so no row: "no version".
+        f"CREATE OR REPLACE VIEW {schema}.{VERSION_VIEW} AS\n"
+        f"SELECT arrayJoin(argMax(heads, seq)) AS version_num\n"
+        f"FROM {schema}.{LEDGER_TABLE}\n"
+        f"WHERE status IN ({', '.join(quote_literal(s) for s in COMPLETED)})",
+    ]
+
+
+def ensure(conn, schema: str) -> None:
+    """Create the ledger and its view if missing; refuse a ledger altered by hand."""
+    exists = conn.exec_driver_sql(
+        "SELECT count() FROM system.tables WHERE database = %(d)s AND name = %(t)s",
+        {"d": schema, "t": LEDGER_TABLE},
+    ).scalar()
+    if exists:
+        check_structure(conn, schema)
+    for sql in ledger_ddl(schema):
+        conn.exec_driver_sql(sql)
+
+
+def check_structure(conn, schema: str) -> None:
+    rows = conn.exec_driver_sql(
+        "SELECT name, type FROM system.columns WHERE database = %(d)s AND table = %(t)s",
+        {"d": schema, "t": LEDGER_TABLE},
+    ).all()
+    found = dict(rows)
+    expected = COLUMNS
+    if found != expected:
+        missing = sorted(set(expected) - set(found))
+        wrong = sorted(c for c in expected if c in found and found[c] != expected[c])
+        extra = sorted(set(found) - set(expected))
+        raise LedgerError(
+            f"ledger table {schema}.{LEDGER_TABLE} was altered by hand "
+            f"(missing {missing or '-'}, changed {wrong or '-'}, extra {extra or '-'}); "
+            "restore it from a backup or recreate it and `zakaz-schema stamp` the real version"
+        )
+
+
+_last_seq = 0
+
+
+def next_seq() -> int:
+    """Nanoseconds since the epoch, strictly increasing within this process."""
+    global _last_seq
+    _last_seq = max(time.time_ns(), _last_seq + 1)
+    return _last_seq
+
+
+@dataclass
+class Row:
+    step_id: str
+    revision: str
+    direction: str
+    status: str
+    heads: list[str]
+    message: str = ""
+    started_at: dt.datetime = field(default_factory=dt.datetime.now)
+    finished_at: dt.datetime | None = None
+    duration_ms: int = 0
+    statements: int = 0
+    failed_statement: int = 0
+    error_code: int = 0
+    error: str = ""
+    skipped: list[str] = field(default_factory=list)
+    checksum: str = ""
+    host: str = field(default_factory=socket.gethostname)
+    os_user: str = field(default_factory=lambda: _os_user())
+    tool_version: str = field(default_factory=lambda: _tool_version())
+    seq: int = field(default_factory=next_seq)
+
+    def values(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in COLUMNS}
+        out["finished_at"] = self.finished_at or self.started_at
+        out["heads"] = sorted(self.heads)
+        return out
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+def _tool_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zakaz-schema")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def insert_sql(schema: str, row: Row) -> str:
+    values = row.values()
+    return (
+        f"INSERT INTO {schema}.{LEDGER_TABLE} ({', '.join(values)}) VALUES ("
+        + ", ".join(quote_literal(v) for v in values.values())
+        + ")"
+    )
+
+
+def write(conn, schema: str, row: Row) -> None:
+    conn.exec_driver_sql(insert_sql(schema, row))
+
+
+def read_rows(conn, schema: str) -> list[dict[str, Any]]:
+    try:
+        result = conn.exec_driver_sql(
+            f"SELECT {', '.join(COLUMNS)} FROM {schema}.{LEDGER_TABLE} ORDER BY seq"
+        )
+    except Exception as exc:
+        raise LedgerError(
+            f"cannot read the ledger {schema}.{LEDGER_TABLE} ({str(getattr(exc, 'orig', exc)).splitlines()[0]}); "
+            "run `zakaz-schema upgrade` to create it, or restore it if it was dropped by hand"
+        ) from None
+    return [dict(r._mapping) for r in result]
+
+
+def current_heads(rows: list[dict[str, Any]]) -> list[str]:
+    done = [r for r in rows if r["status"] in COMPLETED]
+    return sorted(done[-1]["heads"]) if done else []
+
+
+def open_problem(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The latest step if it did not complete: failed, or started and never finished.
+
+    Only the latest step counts: a later completed step (a resume, a repair)
+    settles everything before it.
+    """
+    if not rows:
+        return None
+    last_step = rows[-1]["step_id"]
+    events = [r for r in rows if r["step_id"] == last_step]
+    final = events[-1]
+    if final["status"] == "failed":
+        return {**final, "state": "failed"}
+    if final["status"] == "started":
+        return {**final, "state": "interrupted"}
+    return None

@@ -1,0 +1,182 @@
+"""The ClickHouse operations revisions are written with.
+
+Every operation is safe to re-run (ClickHouse DDL is not transactional: a
+revision that failed half-way is resumed by running it again), and renders to
+plain SQL in offline mode.  Names are ``database.object``.  Revisions import
+these functions; they never import the canonical schema.
+"""
+from __future__ import annotations
+
+from alembic import op
+from sqlalchemy import text
+
+
+def _run(sql: str) -> None:
+    # alembic wraps strings in text(), which reads ":name" as a bind
+    # parameter; ClickHouse SQL has none, so every colon is literal.
+    op.execute(text(sql.strip().replace(":", "\\:")))
+
+
+def run(sql: str) -> None:
+    """A statement no named operation covers; write it re-runnable."""
+    _run(sql)
+
+
+def restore_views(revision: str, names: list[str]) -> None:
+    """Recreate views as an earlier revision defined them (its ``VIEW_SQL``).
+
+    Used by downgrades that repointed views, so the old definition is written
+    once, in the revision that introduced it.
+    """
+    module = op.get_context().script.get_revision(revision).module
+    for name in names:
+        create_view(name, module.VIEW_SQL[name])
+
+
+def _online() -> bool:
+    return not op.get_context().as_sql
+
+
+def create_database(name: str) -> None:
+    _run(f"CREATE DATABASE IF NOT EXISTS {name}")
+
+
+def drop_database(name: str) -> None:
+    # SYNC: on ClickHouse 24.8 (chdb 2.1) an asynchronous drop of an Atomic
+    # database could hang the next statement on the same names.
+    _run(f"DROP DATABASE IF EXISTS {name} SYNC")
+
+
+def _column_lines(columns: str) -> list[str]:
+    return [line.strip().rstrip(",") for line in columns.splitlines() if line.strip()]
+
+
+def _table_ddl(name: str, columns: str, engine: str, order_by: str,
+               partition_by: str | None, ttl: str | None, if_not_exists: bool = True) -> str:
+    body = ",\n    ".join(_column_lines(columns))
+    sql = f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{name}\n(\n    {body}\n)\nENGINE = {engine}"
+    if partition_by:
+        sql += f"\nPARTITION BY {partition_by}"
+    sql += f"\nORDER BY {order_by}"
+    if ttl:
+        sql += f"\nTTL {ttl}"
+    return sql
+
+
+def create_table(name: str, columns: str, *, engine: str, order_by: str,
+                 partition_by: str | None = None, ttl: str | None = None) -> None:
+    """CREATE TABLE IF NOT EXISTS; ``columns`` is one column definition per line."""
+    _run(_table_ddl(name, columns, engine, order_by, partition_by, ttl))
+
+
+def drop_table(name: str) -> None:
+    _run(f"DROP TABLE IF EXISTS {name} SYNC")
+
+
+def add_column(table: str, column: str, *, after: str | None = None, first: bool = False) -> None:
+    where = " FIRST" if first else (f" AFTER {after}" if after else "")
+    _run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}{where}")
+
+
+def drop_column(table: str, column: str) -> None:
+    _run(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {column}")
+
+
+def modify_column(table: str, column: str) -> None:
+    """MODIFY COLUMN (re-runnable as written: modifying to the same type is a no-op)."""
+    _run(f"ALTER TABLE {table} MODIFY COLUMN {column}")
+
+
+def create_view(name: str, select: str) -> None:
+    _run(f"CREATE OR REPLACE VIEW {name} AS\n{select.strip()}")
+
+
+def drop_view(name: str) -> None:
+    _run(f"DROP VIEW IF EXISTS {name} SYNC")
+
+
+def create_materialized_view(name: str, select: str, *, engine: str, order_by: str,
+                             partition_by: str | None = None) -> None:
+    """A materialized view with its own (inner) storage."""
+    sql = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}\nENGINE = {engine}"
+    if partition_by:
+        sql += f"\nPARTITION BY {partition_by}"
+    sql += f"\nORDER BY {order_by}\nAS\n{select.strip()}"
+    _run(sql)
+
+
+def exchange_tables(a: str, b: str) -> None:
+    _run(f"EXCHANGE TABLES {a} AND {b}")
+
+
+def copy_rows_once(target: str, columns: str, select: str) -> None:
+    """INSERT ... SELECT that only runs while ``target`` is empty (re-run safe backfill)."""
+    _run(
+        f"INSERT INTO {target} ({columns})\n"
+        f"SELECT * FROM ({select.strip()})\n"
+        f"WHERE (SELECT count() FROM {target}) = 0"
+    )
+
+
+def _shape(name: str) -> tuple:
+    """What a rebuild changes: columns with types and defaults, and the keys."""
+    db, table = name.split(".", 1)
+    conn = op.get_bind()
+    cols = conn.exec_driver_sql(
+        "SELECT name, type, default_kind, default_expression FROM system.columns "
+        "WHERE database = %(d)s AND table = %(t)s ORDER BY position",
+        {"d": db, "t": table},
+    ).all()
+    keys = conn.exec_driver_sql(
+        "SELECT engine, partition_key, sorting_key, primary_key FROM system.tables "
+        "WHERE database = %(d)s AND name = %(t)s",
+        {"d": db, "t": table},
+    ).all()
+    return tuple(map(tuple, cols)), tuple(map(tuple, keys))
+
+
+def rebuild_table(name: str, columns: str, *, engine: str, order_by: str,
+                  partition_by: str | None = None, ttl: str | None = None,
+                  copy: str) -> None:
+    """Change what ALTER cannot (partition key, engine): new table, copy, swap.
+
+    Every row is kept: ``copy`` lists the columns carried over (new columns
+    get their DEFAULT), and the copy is counted before the swap.
+
+    Re-run safety: a leftover ``<name>__rebuild`` from a failed run is either
+    a partial new copy (dropped and redone, the original is untouched) or,
+    after the swap, the old table (dropped once ``name`` has the wanted shape).
+    """
+    work = f"{name}__rebuild"
+    if _online():
+        probe = f"{name}__shape"
+        _run(f"DROP TABLE IF EXISTS {probe} SYNC")
+        _run(_table_ddl(probe, columns, engine, order_by, partition_by, ttl))
+        wanted = _shape(probe)
+        _run(f"DROP TABLE IF EXISTS {probe} SYNC")
+        if _shape(name) == wanted:
+            _run(f"DROP TABLE IF EXISTS {work} SYNC")
+            return
+    _run(f"DROP TABLE IF EXISTS {work} SYNC")
+    _run(_table_ddl(work, columns, engine, order_by, partition_by, ttl, if_not_exists=False))
+    _run(f"INSERT INTO {work} ({copy}) SELECT {copy} FROM {name}")
+    if _online():
+        conn = op.get_bind()
+        old = conn.exec_driver_sql(f"SELECT count() FROM {name}").scalar()
+        new = conn.exec_driver_sql(f"SELECT count() FROM {work}").scalar()
+        if old != new:
+            raise RuntimeError(
+                f"rebuild of {name} copied {new} of {old} rows; the original is untouched "
+                f"and {work} holds the partial copy: run the upgrade again"
+            )
+    exchange_tables(name, work)
+    _run(f"DROP TABLE IF EXISTS {work} SYNC")
+
+
+def access(sql: str) -> None:
+    """A CREATE ROLE / GRANT / REVOKE statement.
+
+    Runs on a server; on the embedded engine (no access storage) it is checked
+    with formatQuery and recorded as skipped by the ClickHouse implementation.
+    """
+    _run(sql)

@@ -1,0 +1,284 @@
+"""What migrations/env.py runs: alembic's migration context wired to the ledger.
+
+Options reach this module through ``Config.attributes`` (from the CLI, which
+may also share its open connection) or ``alembic -x key=value``:
+
+* ``url``: the database (else ZAKAZ_DATABASE_URL, else the embedded default);
+* ``allow_data_loss``: let a downgrade drop tables or columns holding rows;
+* ``resume``: re-run on top of a failed or interrupted step;
+* ``reporter``: a callable receiving one dict per finished step (CLI output).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from app import impl as _impl  # noqa: F401 - registers the ClickHouse implementation with alembic
+from app import ledger
+from app.config import resolve_url
+
+log = logging.getLogger("zakaz_schema")
+
+TRUE = {"1", "true", "yes", "on"}
+
+
+class MigrationBlocked(Exception):
+    """The run was refused before any statement: nothing changed."""
+
+
+class StepFailed(Exception):
+    """A statement of a revision failed; the ledger has the failed step."""
+
+    def __init__(self, message: str, revision: str, statement: int, code: int):
+        super().__init__(message)
+        self.revision = revision
+        self.statement = statement
+        self.code = code
+
+
+@dataclass
+class Options:
+    url: str
+    allow_data_loss: bool = False
+    resume: bool = False
+    reporter: Callable[[dict], None] | None = None
+    fail_at: tuple[str, int] | None = None
+
+
+def options_from(context) -> Options:
+    attrs = context.config.attributes
+    x = context.get_x_argument(as_dictionary=True)
+    fail_at = attrs.get("fail_at")
+    return Options(
+        url=attrs.get("url") or resolve_url(x.get("url")),
+        allow_data_loss=bool(attrs.get("allow_data_loss")) or x.get("allow_data_loss", "").lower() in TRUE,
+        resume=bool(attrs.get("resume")) or x.get("resume", "").lower() in TRUE,
+        reporter=attrs.get("reporter"),
+        fail_at=fail_at,
+    )
+
+
+def file_checksum(path: str | None) -> str:
+    if not path:
+        return ""
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def declared_loss(module) -> list[str]:
+    """What a revision's downgrade declares it drops with its data (``DOWNGRADE_LOSES``)."""
+    return list(getattr(module, "DOWNGRADE_LOSES", ()))
+
+
+def rows_at_risk(conn, objects: list[str]) -> dict[str, int]:
+    """Row counts of the declared tables (``db.table``) or columns (``db.table.column``)."""
+    at_risk = {}
+    for obj in objects:
+        db, table = obj.split(".")[:2]
+        exists = conn.exec_driver_sql(
+            "SELECT count() FROM system.tables WHERE database = %(d)s AND name = %(t)s",
+            {"d": db, "t": table},
+        ).scalar()
+        if not exists:
+            continue
+        count = conn.exec_driver_sql(f"SELECT count() FROM {db}.{table}").scalar()
+        if count:
+            at_risk[obj] = count
+    return at_risk
+
+
+class StepRecorder:
+    """Writes ledger rows around every migration step alembic runs."""
+
+    def __init__(self, context, schema: str, options: Options):
+        self.mc = context.get_context()
+        self.schema = schema
+        self.options = options
+        self.impl = self.mc.impl
+        self.impl.fail_at = options.fail_at
+        self.script = context.script
+        # Steps run one at a time: the wrapper notes when the current one
+        # started, alembic's callback closes it.
+        self._current: tuple[str, float, dt.datetime] | None = None
+
+    # -- ledger output ---------------------------------------------------------
+    def _write(self, row: ledger.Row) -> None:
+        if self.mc.as_sql:
+            self.impl.static_output(ledger.insert_sql(self.schema, row) + self.impl.command_terminator)
+        else:
+            ledger.write(self.mc.connection, self.schema, row)
+
+    # -- wrapping ---------------------------------------------------------------
+    def wrap(self, migrations_fn):
+        def steps(heads, ctx):
+            planned = list(migrations_fn(heads, ctx))
+            if not self.mc.as_sql:
+                self._preflight(planned)
+            for step in planned:
+                if hasattr(step, "revision"):
+                    step.migration_fn = self._wrap_step(step, step.migration_fn)
+                yield step
+        return steps
+
+    def _preflight(self, planned) -> None:
+        conn = self.mc.connection
+        problem = ledger.open_problem(ledger.read_rows(conn, self.schema))
+        if problem and planned and not self.options.resume:
+            raise MigrationBlocked(
+                f"revision {problem['revision']} {problem['direction']} is {problem['state']}"
+                + (f" at statement {problem['failed_statement']}: {problem['error']}" if problem["state"] == "failed" else "")
+                + "; fix the cause, then run `zakaz-schema upgrade --resume` "
+                "(or `zakaz-schema repair` if it was finished by hand)"
+            )
+        if self.options.allow_data_loss:
+            return
+        losses = {}
+        for step in planned:
+            if hasattr(step, "revision") and not step.is_upgrade:
+                losses.update(rows_at_risk(conn, declared_loss(step.revision.module)))
+        if losses:
+            listing = ", ".join(f"{obj} ({n} rows)" for obj, n in losses.items())
+            raise MigrationBlocked(
+                f"downgrade would drop data: {listing}; back it up, then re-run with "
+                "--allow-data-loss (alembic: -x allow_data_loss=true)"
+            )
+
+    def _wrap_step(self, step, fn):
+        rev = step.revision
+        direction = "upgrade" if step.is_upgrade else "downgrade"
+
+        def run(**kw):
+            self.impl.reset_step(rev.revision)
+            step_id = str(uuid.uuid4())
+            started = dt.datetime.now()
+            t0 = time.perf_counter()
+            self._current = (step_id, t0, started)
+            if not self.mc.as_sql:
+                self._write(ledger.Row(step_id, rev.revision, direction, "started",
+                                       self._heads_now(), rev.doc or "", started_at=started,
+                                       checksum=file_checksum(rev.path)))
+            try:
+                fn(**kw)
+            except Exception as exc:
+                if self.mc.as_sql:
+                    raise
+                orig = getattr(exc, "orig", exc)
+                code = int(getattr(orig, "code", 0) or 0)
+                text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+                index = self.impl.statements
+                self._write(ledger.Row(step_id, rev.revision, direction, "failed",
+                                       self._heads_now(), rev.doc or "", started_at=started,
+                                       finished_at=dt.datetime.now(),
+                                       duration_ms=int((time.perf_counter() - t0) * 1000),
+                                       statements=index, failed_statement=index,
+                                       error_code=code, error=text[:2000],
+                                       skipped=self.impl.skipped,
+                                       checksum=file_checksum(rev.path)))
+                raise StepFailed(
+                    f"{direction} {rev.revision} failed at statement {index}: {text}; "
+                    "the ledger records it as failed: fix the cause and run "
+                    "`zakaz-schema upgrade --resume`",
+                    rev.revision, index, code,
+                ) from exc
+        return run
+
+    def _heads_now(self) -> list[str]:
+        return ledger.current_heads(ledger.read_rows(self.mc.connection, self.schema))
+
+    def on_version_apply(self, ctx, step, heads, run_args) -> None:
+        """alembic's per-step callback: the step is done and ``heads`` is the new head set."""
+        if step.is_stamp:
+            direction, status, revision = "stamp", "stamped", ",".join(sorted(heads)) or "base"
+        else:
+            direction = "upgrade" if step.is_upgrade else "downgrade"
+            status, revision = "applied", step.up_revision_id
+        script = self.script.get_revision(revision) if not step.is_stamp else None
+        step_id, t0, started = self._current or (str(uuid.uuid4()), time.perf_counter(), dt.datetime.now())
+        self._current = None
+        duration_ms = int((time.perf_counter() - t0) * 1000)
+        row = ledger.Row(
+            step_id, revision, direction, status, sorted(heads),
+            (script.doc if script else "") or "", started_at=started,
+            finished_at=dt.datetime.now(), duration_ms=duration_ms,
+            statements=self.impl.statements if not step.is_stamp else 0,
+            skipped=list(self.impl.skipped) if not step.is_stamp else [],
+            checksum=file_checksum(script.path) if script else "",
+        )
+        self._write(row)
+        if row.skipped:
+            log.info("%s: %d access statement(s) checked with formatQuery and skipped "
+                     "(the embedded engine has no access storage); see `zakaz-schema status`",
+                     revision, len(row.skipped))
+        if self.options.reporter:
+            self.options.reporter({
+                "revision": revision, "direction": direction, "status": status,
+                "message": row.message, "duration_ms": duration_ms,
+                "statements": row.statements, "skipped": row.skipped, "heads": row.heads,
+            })
+
+
+def run_env(context) -> None:
+    """Entry point for migrations/env.py."""
+    options = options_from(context)
+    if context.is_offline_mode():
+        _run_offline(context, options)
+    else:
+        _run_online(context, options)
+
+
+def _configure(context, schema: str, recorder_box: list, **kw) -> None:
+    context.configure(
+        version_table=ledger.VERSION_VIEW,
+        version_table_schema=schema,
+        transactional_ddl=False,
+        on_version_apply=lambda **a: recorder_box[0].on_version_apply(**a),
+        **kw,
+    )
+
+
+def _run_offline(context, options: Options) -> None:
+    from app.config import parse_url
+
+    url = parse_url(options.url)
+    schema = url.database or "default"
+    box: list = []
+    _configure(context, schema, box, url=url.set(password=None), literal_binds=True)
+    recorder = StepRecorder(context, schema, options)
+    box.append(recorder)
+    mc = context.get_context()
+    for sql in ledger.ledger_ddl(schema):
+        mc.impl.static_output(sql + mc.impl.command_terminator)
+    # alembic offers no per-step hook before a step runs; wrapping the step
+    # generator is the narrowest place to add the ledger's "started" rows.
+    mc._migrations_fn = recorder.wrap(mc._migrations_fn)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_online(context, options: Options) -> None:
+    from app.engine import connect
+
+    shared = context.config.attributes.get("connection")
+    if shared is not None:
+        _migrate(context, shared, options)
+        return
+    with connect(options.url) as conn:
+        _migrate(context, conn, options)
+
+
+def _migrate(context, conn, options: Options) -> None:
+    schema = conn.dialect.default_schema_name or "default"
+    ledger.ensure(conn, schema)
+    box: list = []
+    _configure(context, schema, box, connection=conn)
+    recorder = StepRecorder(context, schema, options)
+    box.append(recorder)
+    mc = context.get_context()
+    mc._migrations_fn = recorder.wrap(mc._migrations_fn)
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,313 @@
+"""The schema as plain data, and a snapshot of a live database in that form.
+
+Both the canonical schema (``app.canonical``) and a live snapshot are a
+``Schema``: objects keyed by ``"db.name"``, with their columns, engine and keys
+in one normalised text form, so comparing them is plain equality.  ClickHouse
+24.8 and 26.x print the same definitions differently (measured on chDB 2.1.1 =
+24.8.4 and chdb-core 26.9.2); every such difference is absorbed by
+``normalise_type``, ``normalise_expression`` and ``normalise_key`` below and
+nowhere else.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+TABLE = "table"
+VIEW = "view"
+MATERIALIZED_VIEW = "materialized_view"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    # The DEFAULT expression, '' if none.  A MATERIALIZED / ALIAS / EPHEMERAL
+    # column keeps its keyword in front ("MATERIALIZED 'x'") so it can never
+    # compare equal to a DEFAULT one.
+    default: str = ""
+
+    @property
+    def spec(self) -> str:
+        """The column as DDL after its name: ``DateTime DEFAULT now()``."""
+        if not self.default:
+            return self.type
+        if self.default.split(" ", 1)[0] in _OTHER_DEFAULT_KINDS:
+            return f"{self.type} {self.default}".strip()
+        return f"{self.type} DEFAULT {self.default}".strip()
+
+
+@dataclass(frozen=True)
+class DbObject:
+    name: str  # "db.table"
+    kind: str  # "table" | "view" | "materialized_view"
+    columns: tuple[Column, ...]
+    engine: str = ""  # "ReplacingMergeTree(_ver)", "MergeTree"; "" for views
+    order_by: str = ""
+    partition_by: str = ""
+    ttl: str = ""
+
+    @property
+    def database(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def table(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+Schema = dict[str, DbObject]
+
+_OTHER_DEFAULT_KINDS = ("MATERIALIZED", "ALIAS", "EPHEMERAL")
+
+# Clauses of a MergeTree definition as system.tables.engine_full prints them.
+# COMMENT is not part of engine_full today but is cut off in case it appears.
+ENGINE_CLAUSES = ("PARTITION BY", "PRIMARY KEY", "ORDER BY", "SAMPLE BY", "TTL", "SETTINGS", "COMMENT")
+
+
+# --- text scanning -----------------------------------------------------------
+
+def _scan(text: str):
+    """Yield ``(index, char, depth)`` for each character outside quotes.
+
+    ``depth`` is the bracket depth around the character; a bracket itself
+    counts at the level it opens from / closes back to.
+    """
+    depth = 0
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"`":
+            quote = ch
+        elif ch in "([":
+            yield i, ch, depth
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            yield i, ch, depth
+        else:
+            yield i, ch, depth
+        i += 1
+
+
+def _wrapped_in_parens(text: str) -> bool:
+    """True if ``text`` is one bracketed group: ``(a, b)`` but not ``(a) + (b)``."""
+    if not text.startswith("("):
+        return False
+    for i, ch, depth in _scan(text):
+        if ch == ")" and depth == 0:
+            return i == len(text) - 1
+    return False
+
+
+def _has_top_level_comma(text: str) -> bool:
+    return any(ch == "," and depth == 0 for _, ch, depth in _scan(text))
+
+
+def _collapse_spaces(text: str) -> str:
+    """Runs of whitespace outside quotes become one space."""
+    out = []
+    quote = ""
+    prev_space = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            out.append(ch)
+            if ch == "\\" and i + 1 < len(text):
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch.isspace():
+            if not prev_space:
+                out.append(" ")
+            prev_space = True
+            i += 1
+            continue
+        else:
+            if ch in "'\"`":
+                quote = ch
+            out.append(ch)
+        prev_space = False
+        i += 1
+    return "".join(out).strip()
+
+
+# --- normalisation -----------------------------------------------------------
+
+def normalise_type(text: str) -> str:
+    """A column type in the form both ClickHouse lines print.
+
+    24.8 and 26.9 print every type the warehouse uses identically
+    (``Decimal(12, 2)``, ``Enum8('full' = 1, 'incr' = 2)``,
+    ``LowCardinality(String)``, ``Nullable(UInt32)``, ``FixedString(3)``), so
+    only whitespace is normalised, for types written by hand.
+    """
+    return _collapse_spaces(text or "")
+
+
+def normalise_expression(text: str) -> str:
+    """A DEFAULT or TTL expression in a form both ClickHouse lines agree on.
+
+    26.x keeps the brackets a statement was written with around a whole
+    expression (``DEFAULT ('x')`` is printed ``('x')``, ``DEFAULT (a + 1)`` is
+    ``(a + 1)``); 24.8 drops them.  Such grouping brackets are stripped.  A
+    bracketed list with a top-level comma is a tuple, not a grouping, and is
+    left alone.  Both lines print ``INTERVAL 30 DAY`` as ``toIntervalDay(30)``
+    and drop a TTL's implicit ``DELETE``.  A tuple literal is ``(1, 2)`` on
+    24.8 and ``tuple(1, 2)`` on 26.x: the bracket form is kept.
+    """
+    text = _collapse_spaces(text or "")
+    while _wrapped_in_parens(text) and not _has_top_level_comma(text[1:-1]):
+        text = text[1:-1].strip()
+    if text.startswith("tuple(") and _wrapped_in_parens(text[5:]) and _has_top_level_comma(text[6:-1]):
+        text = text[5:]
+    return text
+
+
+def normalise_key(text: str) -> str:
+    """An ORDER BY / PARTITION BY / PRIMARY KEY in one form: ``a, b``, ``event_id``, ``''``.
+
+    - A one-column key written ``ORDER BY (event_id)`` is ``(event_id)`` in
+      system.tables on 26.x and ``event_id`` on 24.8: grouping brackets go.
+    - A multi-column sorting key is ``a, b`` on both lines, but a
+      multi-column partition key is ``(a, b)`` on both: the outer brackets of
+      a whole-key tuple go, so the spec's ``ORDER BY (a, b)`` is ``a, b``.
+    - ``PARTITION BY tuple()`` is printed ``tuple()`` by both lines, a table
+      without PARTITION BY has ``''``; both mean "one partition", so both are
+      ``''`` (as is the spec's ``(none)``).  ``ORDER BY tuple()`` is already
+      ``''`` in sorting_key on both lines.
+    """
+    text = _collapse_spaces(text or "")
+    if text == "(none)":
+        return ""
+    if _wrapped_in_parens(text):
+        text = text[1:-1].strip()
+    if not _has_top_level_comma(text):
+        text = normalise_expression(text)
+    return "" if text == "tuple()" else text
+
+
+def split_engine_full(engine_full: str) -> dict[str, str]:
+    """``engine_full`` (or a spec line like it) cut at its clauses.
+
+    ``"ReplacingMergeTree(_ver) PARTITION BY toYYYYMM(d) ORDER BY (a, b) TTL x SETTINGS ..."``
+    gives ``{"ENGINE": "ReplacingMergeTree(_ver)", "PARTITION BY": "toYYYYMM(d)",
+    "ORDER BY": "(a, b)", "TTL": "x", "SETTINGS": "..."}``, raw, not normalised.
+    Keywords inside brackets or quotes (an engine's string arguments) are not
+    clause starts.
+    """
+    text = _collapse_spaces(engine_full or "")
+    starts: list[tuple[int, str]] = []
+    for i, ch, depth in _scan(text):
+        if ch != " " or depth:
+            continue
+        rest = text[i + 1:]
+        for clause in ENGINE_CLAUSES:
+            if rest.startswith(clause + " "):
+                starts.append((i, clause))
+                break
+    parts = {"ENGINE": text[: starts[0][0]] if starts else text}
+    for n, (pos, clause) in enumerate(starts):
+        end = starts[n + 1][0] if n + 1 < len(starts) else len(text)
+        parts[clause] = text[pos + 1 + len(clause):end].strip()
+    return parts
+
+
+# --- live snapshot -------------------------------------------------------------
+
+_INNER_PREFIXES = (".inner_id.", ".inner.")
+
+
+def _in_list(databases: Iterable[str]) -> tuple[str, dict[str, str]]:
+    # One placeholder per name: every driver renders scalars the same way,
+    # while a list parameter becomes an array on chDB and a tuple elsewhere.
+    params = {f"db{i}": d for i, d in enumerate(databases)}
+    return ", ".join(f"%({k})s" for k in params), params
+
+
+def _kind(engine: str) -> str:
+    if engine == "View":
+        return VIEW
+    if engine == "MaterializedView":
+        return MATERIALIZED_VIEW
+    return TABLE
+
+
+def snapshot_schema(conn, databases: Iterable[str] = ("zakaz", "meta", "bi")) -> Schema:
+    """Every table, view and materialized view in ``databases``, normalised.
+
+    Two queries in all (system.tables, system.columns), whatever the number
+    of objects.  The inner storage table of a materialized view is not an
+    object of its own: its engine and keys are reported on the view.
+    """
+    placeholders, params = _in_list(databases)
+    if not params:
+        return {}
+    tables = conn.exec_driver_sql(
+        "SELECT database, name, toString(uuid), engine, engine_full, sorting_key, partition_key "
+        f"FROM system.tables WHERE database IN ({placeholders})",
+        params,
+    ).all()
+    columns = conn.exec_driver_sql(
+        "SELECT database, table, name, type, default_kind, default_expression "
+        f"FROM system.columns WHERE database IN ({placeholders}) "
+        "ORDER BY database, table, position",
+        params,
+    ).all()
+
+    columns_of: dict[str, list[Column]] = {}
+    for database, table, name, type_, default_kind, default_expression in columns:
+        default = normalise_expression(default_expression)
+        if default_kind and default_kind != "DEFAULT":
+            default = f"{default_kind} {default}".strip()
+        columns_of.setdefault(f"{database}.{table}", []).append(
+            Column(name, normalise_type(type_), default)
+        )
+
+    rows = {f"{r[0]}.{r[1]}": r for r in tables}
+    schema: Schema = {}
+    for full_name in sorted(rows):
+        database, name, uuid, engine, engine_full, sorting_key, partition_key = rows[full_name]
+        if name.startswith(_INNER_PREFIXES):
+            continue
+        kind = _kind(engine)
+        storage = rows.get(full_name) if kind == TABLE else None
+        if kind == MATERIALIZED_VIEW:
+            # Atomic databases name the storage after the view's uuid, Ordinary
+            # ones (old servers) after the view's name; a view written TO an
+            # existing table has neither and no storage of its own.
+            storage = rows.get(f"{database}..inner_id.{uuid}") or rows.get(f"{database}..inner.{name}")
+        if storage is not None:
+            engine_full, sorting_key, partition_key = storage[4], storage[5], storage[6]
+            clauses = split_engine_full(engine_full)
+            engine_text = clauses["ENGINE"]
+            ttl = normalise_expression(clauses.get("TTL", ""))
+        else:
+            engine_text, ttl, sorting_key, partition_key = "", "", "", ""
+        schema[full_name] = DbObject(
+            name=full_name,
+            kind=kind,
+            columns=tuple(columns_of.get(full_name, ())),
+            engine=engine_text,
+            order_by=normalise_key(sorting_key),
+            partition_by=normalise_key(partition_key),
+            ttl=ttl,
+        )
+    return schema

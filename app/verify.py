@@ -1,0 +1,137 @@
+"""Compare a live schema with the expected one, finding by finding.
+
+Pure: both sides are ``app.schema.Schema`` values (a snapshot and, usually,
+``app.canonical.CANONICAL``); nothing here touches a database.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+from app.ledger import LEDGER_TABLE, VERSION_VIEW
+from app.schema import TABLE, DbObject, Schema
+
+# The migration ledger lives beside the warehouse but is not part of it.
+IGNORED_NAMES = (LEDGER_TABLE, VERSION_VIEW)
+
+KINDS = (
+    "missing_object", "unmanaged_object", "kind",
+    "engine", "order_by", "partition_by", "ttl",
+    "missing_column", "unmanaged_column", "type", "default", "column_order",
+)
+
+# Object attributes compared as text, with the label a report uses.
+_OBJECT_FIELDS = (
+    ("engine", "engine"),
+    ("order_by", "ORDER BY"),
+    ("partition_by", "PARTITION BY"),
+    ("ttl", "TTL"),
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    object: str
+    column: str
+    expected: str
+    actual: str
+
+    @property
+    def fatal(self) -> bool:
+        # Adopted databases may list columns in another order; that is worth
+        # reporting but does not make the schema wrong.
+        return self.kind != "column_order"
+
+    @property
+    def target(self) -> str:
+        return f"{self.object}.{self.column}" if self.column else self.object
+
+    def __str__(self) -> str:
+        e = self.expected or "(none)"
+        a = self.actual or "(none)"
+        if self.kind == "missing_object":
+            return f"missing {self.expected.replace('_', ' ')} {self.object}"
+        if self.kind == "unmanaged_object":
+            return f"unmanaged {self.actual.replace('_', ' ')} {self.object} (not in the canonical schema)"
+        if self.kind == "kind":
+            return f"{self.object} is a {a.replace('_', ' ')}, expected a {e.replace('_', ' ')}"
+        if self.kind == "missing_column":
+            return f"missing column {self.target}" + (f" (expected {self.expected})" if self.expected else "")
+        if self.kind == "unmanaged_column":
+            return f"unmanaged column {self.target}" + (f" ({self.actual})" if self.actual else "")
+        if self.kind == "column_order":
+            return f"column order of {self.object} differs (not fatal): expected {e}; found {a}"
+        label = dict(_OBJECT_FIELDS).get(self.kind, self.kind)
+        if self.kind == "default":
+            label = "DEFAULT"
+        return f"{label} of {self.target}: expected {e}, found {a}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "fatal": self.fatal, "message": str(self)}
+
+
+def _ignored(name: str) -> bool:
+    return name.split(".", 1)[-1] in IGNORED_NAMES
+
+
+def _compare_object(live: DbObject, exp: DbObject) -> list[Finding]:
+    name = exp.name
+    if live.kind != exp.kind:
+        # Columns and keys of a view against a table's say nothing useful.
+        return [Finding("kind", name, "", exp.kind, live.kind)]
+    findings = [
+        Finding(kind, name, "", getattr(exp, kind), getattr(live, kind))
+        for kind, _ in _OBJECT_FIELDS
+        if getattr(exp, kind) != getattr(live, kind)
+    ]
+    # A view's column types are whatever its query yields (and differ
+    # between ClickHouse lines); only its output names are part of the spec.
+    typed = exp.kind == TABLE
+    live_names = set(live.column_names)
+    for col in exp.columns:
+        got = live.column(col.name)
+        if got is None:
+            findings.append(Finding("missing_column", name, col.name, col.spec if typed else "", ""))
+            continue
+        if typed and got.type != col.type:
+            findings.append(Finding("type", name, col.name, col.type, got.type))
+        if typed and got.default != col.default:
+            findings.append(Finding("default", name, col.name, col.default, got.default))
+    exp_names = set(exp.column_names)
+    for col in live.columns:
+        if col.name not in exp_names:
+            findings.append(Finding("unmanaged_column", name, col.name, "", col.spec if typed else ""))
+    # Order is judged on the columns both sides have, so a missing or extra
+    # column is not also reported as an order difference.
+    exp_order = [n for n in exp.column_names if n in live_names]
+    live_order = [n for n in live.column_names if n in exp_names]
+    if exp_order != live_order:
+        findings.append(Finding("column_order", name, "", ", ".join(exp_order), ", ".join(live_order)))
+    return findings
+
+
+def compare_schema(
+    live: Schema,
+    expected: Schema,
+    managed_databases: Iterable[str] | None = None,
+) -> list[Finding]:
+    """Every difference between ``live`` and ``expected``, in a stable order.
+
+    Objects of ``live`` in a managed database (by default, any database
+    ``expected`` has objects in) that ``expected`` lacks are unmanaged.
+    """
+    managed = set(managed_databases) if managed_databases is not None else {o.database for o in expected.values()}
+    findings: list[Finding] = []
+    for name in sorted(set(live) | set(expected)):
+        if _ignored(name):
+            continue
+        got, exp = live.get(name), expected.get(name)
+        if exp is None:
+            if got.database in managed:
+                findings.append(Finding("unmanaged_object", name, "", "", got.kind))
+        elif got is None:
+            findings.append(Finding("missing_object", name, "", exp.kind, ""))
+        else:
+            findings.extend(_compare_object(got, exp))
+    return findings
