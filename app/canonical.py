@@ -12,18 +12,7 @@ are not part of the spec, so they are stored as ''.
 """
 from __future__ import annotations
 
-from app.schema import (
-    MATERIALIZED_VIEW,
-    TABLE,
-    VIEW,
-    Column,
-    DbObject,
-    Schema,
-    normalise_expression,
-    normalise_key,
-    normalise_type,
-    split_engine_full,
-)
+from app.schema import MATERIALIZED_VIEW, VIEW, Schema, parse_tables, parse_views
 
 MANAGED_DATABASES = ("zakaz", "meta", "bi")
 
@@ -301,52 +290,11 @@ zakaz.mv_qtickets_sales_latest ReplacingMergeTree ORDER BY (event_id, city) PART
 """
 
 
-def _engine_fields(clause: str) -> dict[str, str]:
-    parts = split_engine_full(clause)
-    return {
-        "engine": parts["ENGINE"],
-        "order_by": normalise_key(parts.get("ORDER BY", "")),
-        "partition_by": normalise_key(parts.get("PARTITION BY", "")),
-        "ttl": normalise_expression(parts.get("TTL", "")),
-    }
-
-
-def _column(line: str) -> Column:
-    name, rest = line.split(None, 1)
-    type_, _, default = rest.partition(" DEFAULT ")
-    return Column(name, normalise_type(type_), normalise_expression(default))
-
-
-def _parse_tables(text: str) -> list[DbObject]:
-    objects = []
-    for block in text.strip().split("\n\n"):
-        head, *column_lines = block.strip().splitlines()
-        name, clause = head.split(None, 1)
-        objects.append(DbObject(
-            name=name,
-            kind=TABLE,
-            columns=tuple(_column(line.strip()) for line in column_lines),
-            **_engine_fields(clause),
-        ))
-    return objects
-
-
-def _parse_views(text: str, kind: str) -> list[DbObject]:
-    objects = []
-    for line in text.strip().splitlines():
-        head, _, names = line.rpartition(":")
-        name, _, clause = head.strip().partition(" ")
-        columns = tuple(Column(n.strip(), "") for n in names.split(","))
-        fields = _engine_fields(clause) if clause else {}
-        objects.append(DbObject(name=name, kind=kind, columns=columns, **fields))
-    return objects
-
-
 CANONICAL: Schema = {
     obj.name: obj
     for obj in (
-        _parse_tables(TABLES)
-        + _parse_views(VIEWS, VIEW)
-        + _parse_views(MATERIALIZED_VIEWS, MATERIALIZED_VIEW)
+        parse_tables(TABLES)
+        + parse_views(VIEWS, VIEW)
+        + parse_views(MATERIALIZED_VIEWS, MATERIALIZED_VIEW)
     )
 }

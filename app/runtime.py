@@ -11,6 +11,7 @@ may also share its open connection) or ``alembic -x key=value``:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import time
@@ -152,6 +153,7 @@ class StepRecorder:
         rev = step.revision
         direction = "upgrade" if step.is_upgrade else "downgrade"
 
+        @functools.wraps(fn)  # alembic logs the function's name ("upgrade")
         def run(**kw):
             self.impl.reset_step(rev.revision)
             step_id = str(uuid.uuid4())
@@ -225,6 +227,13 @@ class StepRecorder:
 def run_env(context) -> None:
     """Entry point for migrations/env.py."""
     options = options_from(context)
+    config = context.config
+    if config.config_file_name and "url" not in config.attributes:
+        # Plain `alembic` on the command line: log as alembic.ini says.  The
+        # zakaz-schema CLI and the tests report through ``reporter`` instead.
+        from logging.config import fileConfig
+
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
     if context.is_offline_mode():
         _run_offline(context, options)
     else:

@@ -284,30 +284,73 @@ def snapshot_schema(conn, databases: Iterable[str] = ("zakaz", "meta", "bi")) ->
     rows = {f"{r[0]}.{r[1]}": r for r in tables}
     schema: Schema = {}
     for full_name in sorted(rows):
-        database, name, uuid, engine, engine_full, sorting_key, partition_key = rows[full_name]
+        database, name, uuid, engine = rows[full_name][:4]
         if name.startswith(_INNER_PREFIXES):
             continue
         kind = _kind(engine)
-        storage = rows.get(full_name) if kind == TABLE else None
-        if kind == MATERIALIZED_VIEW:
+        storage = rows[full_name]
+        if kind == VIEW:
+            storage = None
+        elif kind == MATERIALIZED_VIEW:
             # Atomic databases name the storage after the view's uuid, Ordinary
             # ones (old servers) after the view's name; a view written TO an
             # existing table has neither and no storage of its own.
             storage = rows.get(f"{database}..inner_id.{uuid}") or rows.get(f"{database}..inner.{name}")
-        if storage is not None:
-            engine_full, sorting_key, partition_key = storage[4], storage[5], storage[6]
-            clauses = split_engine_full(engine_full)
-            engine_text = clauses["ENGINE"]
-            ttl = normalise_expression(clauses.get("TTL", ""))
-        else:
-            engine_text, ttl, sorting_key, partition_key = "", "", "", ""
+        engine_full, sorting_key, partition_key = storage[4:] if storage else ("", "", "")
+        clauses = split_engine_full(engine_full)
         schema[full_name] = DbObject(
             name=full_name,
             kind=kind,
             columns=tuple(columns_of.get(full_name, ())),
-            engine=engine_text,
+            engine=clauses["ENGINE"],
             order_by=normalise_key(sorting_key),
             partition_by=normalise_key(partition_key),
-            ttl=ttl,
+            # system.tables has no TTL column: engine_full is the only source.
+            ttl=normalise_expression(clauses.get("TTL", "")),
         )
     return schema
+
+
+# --- the written form (app.canonical, and revisions that freeze a schema) ---
+
+def _engine_fields(clause: str) -> dict[str, str]:
+    parts = split_engine_full(clause)
+    return {
+        "engine": parts["ENGINE"],
+        "order_by": normalise_key(parts.get("ORDER BY", "")),
+        "partition_by": normalise_key(parts.get("PARTITION BY", "")),
+        "ttl": normalise_expression(parts.get("TTL", "")),
+    }
+
+
+def _column(line: str) -> Column:
+    name, rest = line.split(None, 1)
+    type_, _, default = rest.partition(" DEFAULT ")
+    return Column(name, normalise_type(type_), normalise_expression(default))
+
+
+def parse_tables(text: str) -> list[DbObject]:
+    """Tables written as DDL-like blocks: ``db.name  <engine clause>`` then ``column type [DEFAULT expr]`` lines."""
+    objects = []
+    for block in text.strip().split("\n\n"):
+        head, *column_lines = block.strip().splitlines()
+        name, clause = head.split(None, 1)
+        objects.append(DbObject(
+            name=name,
+            kind=TABLE,
+            columns=tuple(_column(line.strip()) for line in column_lines),
+            **_engine_fields(clause),
+        ))
+    return objects
+
+
+def parse_views(text: str, kind: str) -> list[DbObject]:
+    """Views written one per line: ``db.name [storage clause]: col, col, ...``."""
+    objects = []
+    for line in text.strip().splitlines():
+        head, _, names = line.rpartition(":")
+        name, _, clause = head.strip().partition(" ")
+        columns = tuple(Column(n.strip(), "") for n in names.split(","))
+        fields = _engine_fields(clause) if clause else {}
+        objects.append(DbObject(name=name, kind=kind, columns=columns, **fields))
+    return objects

@@ -29,6 +29,9 @@ _OBJECT_FIELDS = (
 )
 
 
+NOT_FATAL = ("column_order", "unmanaged_object")
+
+
 @dataclass(frozen=True)
 class Finding:
     kind: str
@@ -39,9 +42,10 @@ class Finding:
 
     @property
     def fatal(self) -> bool:
-        # Adopted databases may list columns in another order; that is worth
-        # reporting but does not make the schema wrong.
-        return self.kind != "column_order"
+        # Adopted databases may list columns in another order, and keep
+        # integration tables of their own beside the managed ones: both are
+        # reported, neither makes the managed schema wrong.
+        return self.kind not in NOT_FATAL
 
     @property
     def target(self) -> str:
@@ -53,7 +57,7 @@ class Finding:
         if self.kind == "missing_object":
             return f"missing {self.expected.replace('_', ' ')} {self.object}"
         if self.kind == "unmanaged_object":
-            return f"unmanaged {self.actual.replace('_', ' ')} {self.object} (not in the canonical schema)"
+            return f"unmanaged {self.actual.replace('_', ' ')} {self.object} (not in the canonical schema; left untouched)"
         if self.kind == "kind":
             return f"{self.object} is a {a.replace('_', ' ')}, expected a {e.replace('_', ' ')}"
         if self.kind == "missing_column":
@@ -135,3 +139,35 @@ def compare_schema(
         else:
             findings.extend(_compare_object(got, exp))
     return findings
+
+
+class SchemaMismatch(Exception):
+    """The live schema is not the expected one; the message lists every finding."""
+
+    def __init__(self, findings: list[Finding]):
+        self.findings = findings
+        super().__init__(
+            f"schema differs from the expected one ({len(findings)} finding(s)): "
+            + "; ".join(str(f) for f in findings)
+        )
+
+
+def assert_schema(conn, expected: Schema) -> None:
+    """Raise SchemaMismatch unless the live database matches ``expected``.
+
+    Besides the column-by-column comparison, every view must answer a SELECT.
+    """
+    from app.schema import snapshot_schema
+
+    databases = sorted({name.split(".", 1)[0] for name in expected})
+    live = snapshot_schema(conn, databases)
+    findings = [f for f in compare_schema(live, expected) if f.fatal]
+    for name, obj in expected.items():
+        if obj.kind != TABLE and name in live:
+            try:
+                conn.exec_driver_sql(f"SELECT * FROM {name} LIMIT 0")
+            except Exception as exc:
+                orig = str(getattr(exc, "orig", exc)).splitlines()[0]
+                findings.append(Finding("unselectable", name, "", "selectable", orig))
+    if findings:
+        raise SchemaMismatch(findings)

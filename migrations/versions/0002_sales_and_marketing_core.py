@@ -243,18 +243,20 @@ def upgrade() -> None:
         FROM zakaz.dm_vk_ads_daily FINAL
         GROUP BY d, city
     """)
+    # Without join_use_nulls (a setting here would leak into the views it
+    # reads), the side a row is missing from has default values: '' and 1970-01-01.
     create_view("bi.v_marketing_roi_daily", """
-        SELECT coalesce(s.d, v.d) AS d,
-               coalesce(s.city, v.city) AS city,
-               coalesce(s.revenue, 0) AS revenue,
-               coalesce(s.tickets_sold, 0) AS tickets_sold,
-               coalesce(v.impressions, 0) AS impressions,
-               coalesce(v.clicks, 0) AS clicks,
-               coalesce(v.spend, 0) AS spend,
-               if(coalesce(v.spend, 0) = 0, 0, toFloat64(coalesce(s.revenue, 0)) / toFloat64(v.spend)) AS roas,
-               if(coalesce(v.clicks, 0) = 0, NULL, toFloat64(v.spend) / v.clicks) AS cpc,
-               if(coalesce(s.tickets_sold, 0) = 0, NULL, toFloat64(coalesce(v.spend, 0)) / s.tickets_sold) AS cpt,
-               greatest(coalesce(s._loaded_at, toDateTime(0)), coalesce(v._loaded_at, toDateTime(0))) AS _loaded_at
+        SELECT if(s.city = '', v.d, s.d) AS d,
+               if(s.city = '', v.city, s.city) AS city,
+               s.revenue AS revenue,
+               s.tickets_sold AS tickets_sold,
+               v.impressions AS impressions,
+               v.clicks AS clicks,
+               v.spend AS spend,
+               if(v.spend = 0, 0, toFloat64(s.revenue) / toFloat64(v.spend)) AS roas,
+               if(v.clicks = 0, NULL, toFloat64(v.spend) / v.clicks) AS cpc,
+               if(s.tickets_sold = 0, NULL, toFloat64(v.spend) / s.tickets_sold) AS cpt,
+               greatest(s._loaded_at, v._loaded_at) AS _loaded_at
         FROM
         (
             SELECT d, city, sum(revenue) AS revenue, sum(tickets_sold) AS tickets_sold,
@@ -263,7 +265,6 @@ def upgrade() -> None:
             GROUP BY d, city
         ) AS s
         FULL OUTER JOIN bi.v_vk_ads_daily AS v ON s.d = v.d AND s.city = v.city
-        SETTINGS join_use_nulls = 1
     """)
     create_view("bi.v_ops_freshness", """
         SELECT today() AS d,

@@ -1,0 +1,155 @@
+"""The revision chain on real chDB: builds the canonical warehouse, re-runs cleanly,
+downgrades to the ledger alone, keeps rows through every data-carrying change."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from app import commands
+from app.canonical import CANONICAL, MANAGED_DATABASES
+from app.config import PROJECT_ROOT
+from app.engine import connect
+from app.schema import snapshot_schema
+from app.verify import compare_schema
+
+
+def snapshot(url):
+    with connect(url) as conn:
+        return snapshot_schema(conn, MANAGED_DATABASES)
+
+
+def ledger_count(query):
+    return query("SELECT count() FROM default.zakaz_schema_ledger")[0][0]
+
+
+def test_upgrade_head_builds_exactly_the_canonical_warehouse(db_url, query):
+    commands.upgrade(db_url, "head")
+    live = snapshot(db_url)
+    kinds = [o.kind for o in live.values()]
+    assert kinds.count("table") == 24
+    assert kinds.count("view") == 16
+    assert kinds.count("materialized_view") == 1
+    assert [str(f) for f in compare_schema(live, CANONICAL)] == []
+    for name, obj in live.items():
+        if obj.kind != "table":
+            query(f"SELECT * FROM {name} LIMIT 1")  # every view is selectable
+
+
+def test_second_upgrade_is_a_no_op(db_url, query):
+    commands.upgrade(db_url, "head")
+    before, rows_before = snapshot(db_url), ledger_count(query)
+    steps = commands.upgrade(db_url, "head")
+    assert steps == []
+    assert snapshot(db_url) == before
+    assert ledger_count(query) == rows_before
+
+
+def test_downgrade_base_leaves_only_the_ledger_and_upgrade_rebuilds_identically(db_url, query):
+    commands.upgrade(db_url, "head")
+    first = snapshot(db_url)
+    commands.downgrade(db_url, "base")
+    left = query(
+        "SELECT database, name FROM system.tables "
+        "WHERE database NOT IN ('system', 'INFORMATION_SCHEMA', 'information_schema') ORDER BY name"
+    )
+    assert left == [("default", "alembic_version"), ("default", "zakaz_schema_ledger")]
+    assert query("SELECT name FROM system.databases WHERE name IN ('zakaz', 'meta', 'bi')") == []
+    assert commands.status(db_url).heads == []
+    commands.upgrade(db_url, "head")
+    assert snapshot(db_url) == first
+
+
+def test_rows_loaded_at_revision_4_survive_to_head(db_url, query):
+    commands.upgrade(db_url, "0004")
+    query("INSERT INTO zakaz.fact_qtickets_inventory (event_id, city, tickets_total, tickets_left, _ver) "
+          "VALUES ('evt-1', 'moscow', 100, 40, 1), ('evt-2', 'kazan', 50, 50, 1)")
+    query("INSERT INTO zakaz.dim_events (event_id, event_name, city, _ver) VALUES ('evt-1', 'Concert', 'moscow', 1)")
+    query("INSERT INTO zakaz.stg_qtickets_sheets_inventory (event_id, city, tickets_total, tickets_left, _ver, hash_low_card) "
+          "VALUES ('evt-1', 'moscow', 100, 40, 1, 'h1'), ('evt-2', 'kazan', 50, 50, 1, 'h2'), ('evt-3', 'perm', 10, 1, 1, 'h3')")
+    query("INSERT INTO zakaz.meta_job_runs (job, started_at, finished_at, status) "
+          "VALUES ('sheets', '2026-01-01 00:00:00', '2026-01-01 00:01:00', 'ok'), "
+          "('api', '2026-01-02 00:00:00', '2026-01-02 00:01:00', 'ok')")
+    query("INSERT INTO zakaz.fact_qtickets_sales (date, event_id, event_name, city, tickets_sold, revenue, _ver) "
+          "VALUES ('2026-01-01', 'evt-1', 'Concert', 'moscow', 3, 1500.50, 1)")
+    query("INSERT INTO zakaz.stg_qtickets_api_orders_raw (event_id, city, sale_ts, tickets_sold, revenue, currency, _ver, _dedup_key) "
+          "VALUES ('evt-1', 'moscow', now(), 2, 1000, 'RUB', 1, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa')")
+
+    commands.upgrade(db_url, "head")
+
+    assert query("SELECT count(), countIf(_loaded_at > '2020-01-01') FROM zakaz.stg_qtickets_sheets_inventory") == [(3, 3)]
+    assert query("SELECT partition_key FROM system.tables WHERE database = 'zakaz' AND name = 'stg_qtickets_sheets_inventory'") == [("toYYYYMM(_loaded_at)",)]
+    ids = query("SELECT run_id FROM zakaz.meta_job_runs ORDER BY job")
+    assert len(ids) == 2 and all(len(r[0]) == 36 for r in ids) and ids[0] != ids[1]
+    assert query("SELECT run_id FROM zakaz.meta_job_runs ORDER BY job") == ids  # written once, stable
+    assert query("SELECT count(), countIf(_loaded_at > '2020-01-01') FROM zakaz.fact_qtickets_sales") == [(1, 1)]
+    assert query("SELECT order_id, event_id FROM zakaz.stg_qtickets_api_orders_raw") == [("", "evt-1")]
+    assert query("SELECT name FROM system.columns WHERE database = 'zakaz' AND table = 'stg_qtickets_api_orders_raw' AND position = 1") == [("order_id",)]
+    assert query("SELECT count() FROM zakaz.fact_qtickets_inventory") == [(2,)]
+    assert query("SELECT event_id, event_name, tickets_total, tickets_left FROM zakaz.fact_qtickets_inventory_latest ORDER BY event_id") == [
+        ("evt-1", "Concert", 100, 40), ("evt-2", "", 50, 50)]
+    assert query("SELECT event_id, city, tickets_sold FROM zakaz.v_qtickets_inventory ORDER BY event_id") == [
+        ("evt-1", "moscow", 60), ("evt-2", "kazan", 0)]
+
+
+def test_verification_revision_names_a_tampered_column(db_url, query):
+    commands.upgrade(db_url, "0010")
+    query("ALTER TABLE zakaz.fact_qtickets_sales DROP COLUMN _loaded_at")
+    with pytest.raises(Exception) as info:
+        commands.upgrade(db_url, "head")
+    text = str(info.value)
+    assert "zakaz.fact_qtickets_sales" in text and "_loaded_at" in text
+    assert commands.status(db_url).heads == ["0010"]
+    assert commands.status(db_url).problem["revision"] == "0011"
+
+
+def test_ledger_never_mutated_and_two_heads_survive_optimize(db_url, query, versions_copy):
+    branch = versions_copy / "versions" / "0100_side_branch.py"
+    branch.write_text(
+        '"""A side branch off 0009, to give the chain two heads."""\n'
+        'from app.operations import create_table, drop_table\n'
+        'revision = "0100"\ndown_revision = "0009"\nbranch_labels = None\ndepends_on = None\n'
+        'DOWNGRADE_LOSES = []\n'
+        'def upgrade():\n    create_table("zakaz.side", "a UInt8", engine="MergeTree", order_by="a")\n'
+        'def downgrade():\n    drop_table("zakaz.side")\n'
+    )
+    cfg = commands.alembic_config(db_url, script_location=str(versions_copy))
+    from alembic import command
+
+    command.upgrade(cfg, "heads")
+    query("OPTIMIZE TABLE default.zakaz_schema_ledger FINAL")
+    assert sorted(r[0] for r in query("SELECT version_num FROM default.alembic_version")) == ["0011", "0100"]
+    cfg.attributes["allow_data_loss"] = True
+    command.downgrade(cfg, "base")
+    command.stamp(cfg, "0003")
+    query("OPTIMIZE TABLE default.zakaz_schema_ledger FINAL")
+    assert [r[0] for r in query("SELECT version_num FROM default.alembic_version")] == ["0003"]
+    assert query("SELECT count() FROM system.mutations WHERE table = 'zakaz_schema_ledger'") == [(0,)]
+
+
+def test_plain_alembic_cli_upgrade_current_history(tmp_path):
+    url = f"clickhouse+chdb:///default?path={tmp_path / 'db'}"
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "alembic", "-x", f"url={url}", *args],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    up = run("upgrade", "head")
+    assert up.returncode == 0, up.stderr
+    assert "Running upgrade 0010 -> 0011" in up.stderr
+    current = run("current")
+    assert current.returncode == 0 and "0011 (head)" in current.stdout
+    down = run("downgrade", "0008")
+    assert down.returncode == 0, down.stderr  # empty tables: nothing to lose
+    assert "0008" in run("current").stdout
+    history = run("history")
+    assert "0001" in history.stdout and "0011" in history.stdout
+
+
+def test_offline_sql_has_ledger_inserts_and_no_password():
+    sql = commands.offline_sql("clickhouse+native://deploy:s3cret@db.example:9000/default", "head")
+    assert "s3cret" not in sql
+    assert "CREATE TABLE IF NOT EXISTS default.zakaz_schema_ledger" in sql
+    assert sql.count("INSERT INTO default.zakaz_schema_ledger") == 11
+    assert "GRANT INSERT, SELECT ON meta.backup_runs TO zakaz_backup" in sql
+    assert "RENAME TABLE" not in sql or "EXCHANGE TABLES" in sql
