@@ -58,11 +58,12 @@ def classify(exc: BaseException) -> click.ClickException:
     from app.config import ConfigError
     from app.engine import ConnectionFailed
     from app.ledger import LedgerError
+    from app.lock import LockTimeout
     from app.runtime import MigrationBlocked, StepFailed
 
     if isinstance(exc, StepFailed):
         return CheckFailure(_one_line(exc))
-    if isinstance(exc, (ConfigError, ConnectionFailed, LedgerError, MigrationBlocked)):
+    if isinstance(exc, (ConfigError, ConnectionFailed, LedgerError, MigrationBlocked, LockTimeout)):
         return UsageFailure(_one_line(exc))
     if isinstance(exc, CommandError):
         return UsageFailure(_explain_alembic(exc))
@@ -110,6 +111,12 @@ def main(ctx, debug):
     Exit codes: 0 ok, 1 check failed / drift / failed step, 2 usage or connection error.
     """
     ctx.obj = {"debug": debug}
+    if not debug:
+        import logging
+
+        # clickhouse-driver logs every failed connection attempt with a
+        # traceback; our one-line error says the same.
+        logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
 
 
 def _print_step(event: dict) -> None:
@@ -128,8 +135,10 @@ def _print_step(event: dict) -> None:
 @url_option
 @json_option
 @click.option("--resume", is_flag=True, help="Re-run a failed or interrupted revision and continue.")
+@click.option("--lock-wait", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for another deploy's lock (servers).")
 @translate_errors
-def upgrade(revision, url, as_json, resume):
+def upgrade(revision, url, as_json, resume, lock_wait):
     """Upgrade the database to REVISION (default: head)."""
     import time
 
@@ -140,7 +149,8 @@ def upgrade(revision, url, as_json, resume):
     if not as_json:
         click.echo(f"Upgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
-    steps = commands.upgrade(url, revision, resume=resume, reporter=None if as_json else _print_step)
+    steps = commands.upgrade(url, revision, resume=resume, lock_wait=lock_wait,
+                             reporter=None if as_json else _print_step)
     _summary(steps, url, time.perf_counter() - t0, as_json)
 
 
@@ -196,8 +206,9 @@ def _summary(steps: list[dict], url: str, seconds: float, as_json: bool) -> None
 @main.command()
 @url_option
 @json_option
+@click.option("--strict", is_flag=True, help="Exit 1 when an applied revision file has changed.")
 @translate_errors
-def status(url, as_json):
+def status(url, as_json, strict):
     """Current heads, pending revisions, failed steps, skipped statements."""
     from app import commands
 
@@ -224,7 +235,7 @@ def status(url, as_json):
             click.echo(f"WARNING:   {c['revision']}: {c['problem']}")
 
     _emit(st.to_dict(), as_json, human)
-    if st.problem:
+    if st.problem or (strict and st.changed_files):
         sys.exit(EXIT_CHECK)
 
 
@@ -306,6 +317,26 @@ def new(message, head, branch):
     except commands.RevisionRefused as exc:
         raise UsageFailure(str(exc)) from None
     click.echo(f"Created {path}")
+
+
+@main.command()
+@click.argument("revision")
+@click.option("--mark-applied", "mark", flag_value="applied", help="The revision was completed by hand.")
+@click.option("--mark-reverted", "mark", flag_value="reverted", help="The revision was undone by hand.")
+@url_option
+@translate_errors
+def repair(revision, mark, url):
+    """Record in the ledger that REVISION was finished or undone by hand."""
+    from app import commands
+
+    if not mark:
+        raise UsageFailure("say what was done by hand: --mark-applied or --mark-reverted")
+    try:
+        result = commands.repair(url, revision, mark=mark)
+    except commands.RevisionRefused as exc:
+        raise UsageFailure(str(exc)) from None
+    click.echo(f"Recorded {result['revision']} as {mark} by hand; heads "
+               f"{', '.join(result['previous_heads']) or 'base'} -> {', '.join(result['heads']) or 'base'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

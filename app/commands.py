@@ -290,3 +290,40 @@ def new_revision(message: str, *, head: str = "head", branch: bool = False,
 def next_ordinal(script: ScriptDirectory) -> str:
     numbers = [int(s.revision) for s in script.walk_revisions() if s.revision.isdigit()]
     return f"{(max(numbers) if numbers else 0) + 1:04d}"
+
+
+# --- repair ------------------------------------------------------------------------
+
+def repair(url: str | None, revision: str, *, mark: str) -> dict:
+    """Record by hand that REVISION is applied (``mark="applied"``) or not (``"reverted"``).
+
+    For steps a human finished or undid after a failure.  The new head set
+    is computed from the revision graph and written as a ``repaired`` row, so
+    the decision is in the ledger like every other step.
+    """
+    import uuid
+
+    if mark not in ("applied", "reverted"):
+        raise ValueError(mark)
+    url = resolve_url(url)
+    script = script_directory(alembic_config(url))
+    rev = script.get_revision(revision)
+    if rev is None:
+        raise RevisionRefused("repair needs a revision id, not base")
+    with connect(url) as conn:
+        schema = conn.dialect.default_schema_name or "default"
+        ledger.ensure(conn, schema)
+        rows = ledger.read_rows(conn, schema)
+        heads = set(ledger.current_heads(rows))
+        downs = set(rev._normalized_down_revisions)
+        if mark == "applied":
+            new_heads = (heads - downs) | {rev.revision}
+        else:
+            new_heads = (heads - {rev.revision}) | (downs if rev.revision in heads else set())
+        row = ledger.Row(
+            str(uuid.uuid4()), rev.revision, "repair", "repaired", sorted(new_heads),
+            f"marked {mark} by hand", checksum=file_checksum(rev.path),
+        )
+        ledger.write(conn, schema, row)
+    return {"revision": rev.revision, "mark": mark, "heads": sorted(new_heads),
+            "previous_heads": sorted(heads)}

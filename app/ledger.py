@@ -64,14 +64,33 @@ def ledger_ddl(schema: str, engine: str = "MergeTree") -> list[str]:
     ]
 
 
+MANAGED_DATABASES = ("zakaz", "meta", "bi")
+
+
 def ensure(conn, schema: str) -> None:
-    """Create the ledger and its view if missing; refuse a ledger altered by hand."""
+    """Create the ledger and its view if missing; refuse a ledger altered by hand.
+
+    A missing ledger beside a populated warehouse means it was dropped by
+    hand (or the database was built by the old SQL files): creating an empty
+    one would make the chain run again over live tables, so refuse.
+    """
     exists = conn.exec_driver_sql(
         "SELECT count() FROM system.tables WHERE database = %(d)s AND name = %(t)s",
         {"d": schema, "t": LEDGER_TABLE},
     ).scalar()
     if exists:
         check_structure(conn, schema)
+    else:
+        objects = conn.exec_driver_sql(
+            "SELECT count() FROM system.tables WHERE database IN %(dbs)s",
+            {"dbs": MANAGED_DATABASES},
+        ).scalar()
+        if objects:
+            raise LedgerError(
+                f"no ledger ({schema}.{LEDGER_TABLE}) but the warehouse databases hold {objects} objects: "
+                "the ledger was dropped by hand or the database predates zakaz-schema; "
+                "use `zakaz-schema adopt` (or restore the ledger from a backup)"
+            )
     for sql in ledger_ddl(schema):
         conn.exec_driver_sql(sql)
 

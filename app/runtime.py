@@ -49,6 +49,7 @@ class Options:
     resume: bool = False
     reporter: Callable[[dict], None] | None = None
     fail_at: tuple[str, int] | None = None
+    lock_wait: float = 60.0
 
 
 def options_from(context) -> Options:
@@ -61,6 +62,7 @@ def options_from(context) -> Options:
         resume=bool(attrs.get("resume")) or x.get("resume", "").lower() in TRUE,
         reporter=attrs.get("reporter"),
         fail_at=fail_at,
+        lock_wait=float(attrs.get("lock_wait") or x.get("lock_wait") or 60),
     )
 
 
@@ -129,7 +131,8 @@ class StepRecorder:
     def _preflight(self, planned) -> None:
         conn = self.mc.connection
         problem = ledger.open_problem(ledger.read_rows(conn, self.schema))
-        if problem and planned and not self.options.resume:
+        runs_revisions = any(hasattr(step, "revision") for step in planned)
+        if problem and runs_revisions and not self.options.resume:
             raise MigrationBlocked(
                 f"revision {problem['revision']} {problem['direction']} is {problem['state']}"
                 + (f" at statement {problem['failed_statement']}: {problem['error']}" if problem["state"] == "failed" else "")
@@ -283,6 +286,17 @@ def _run_online(context, options: Options) -> None:
 def _migrate(context, conn, options: Options) -> None:
     schema = conn.dialect.default_schema_name or "default"
     ledger.ensure(conn, schema)
+    if conn.dialect.driver == "chdb":
+        # chDB's directory lock already keeps other processes out.
+        _run_steps(context, conn, schema, options)
+        return
+    from app.lock import deploy_lock
+
+    with deploy_lock(conn, schema, wait=options.lock_wait):
+        _run_steps(context, conn, schema, options)
+
+
+def _run_steps(context, conn, schema: str, options: Options) -> None:
     box: list = []
     _configure(context, schema, box, connection=conn)
     recorder = StepRecorder(context, schema, options)

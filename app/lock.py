@@ -1,0 +1,90 @@
+"""Deploy lock for servers: two deploys against one database must not both apply.
+
+ClickHouse has no row locks or transactions, and UPDATE/DELETE are
+mutations, so the lock is insert-only like the ledger: each deploy inserts a
+claim (with an expiry), then reads the live claims; the oldest live claim
+wins.  The loser withdraws its claim (another insert) and waits, bounded.  A
+claim left by a dead process expires on its own.  Inserts on one server are
+visible to the next read, which is all the protocol needs.
+
+On the embedded engine the directory lock chDB takes is the guard: a second
+process cannot even open the database (see app.dbapi).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import time
+import uuid
+from contextlib import contextmanager
+
+from app.dbapi import quote_literal
+from app.ledger import next_seq
+
+LOCK_TABLE = "zakaz_schema_lock"
+DEFAULT_WAIT_SECONDS = 60.0
+DEFAULT_TTL_SECONDS = 900.0
+
+
+class LockTimeout(Exception):
+    """Another deploy holds the lock for longer than we were told to wait."""
+
+
+def lock_ddl(schema: str, engine: str = "MergeTree") -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {schema}.{LOCK_TABLE}\n"
+        "(\n    seq UInt64,\n    claim_id String,\n    owner String,\n"
+        "    action LowCardinality(String),\n    at DateTime64(3),\n    expires_at DateTime64(3)\n)\n"
+        f"ENGINE = {engine}\nORDER BY seq\n"
+        # Old claims are useless after expiry; TTL keeps the table small
+        # without a DELETE.
+        "TTL toDateTime(expires_at) + toIntervalDay(1)"
+    )
+
+
+def _insert(conn, schema: str, claim_id: str, owner: str, action: str, ttl: float) -> None:
+    now = dt.datetime.now()
+    values = [next_seq(), claim_id, owner, action, now, now + dt.timedelta(seconds=ttl)]
+    conn.exec_driver_sql(
+        f"INSERT INTO {schema}.{LOCK_TABLE} (seq, claim_id, owner, action, at, expires_at) VALUES ("
+        + ", ".join(quote_literal(v) for v in values) + ")"
+    )
+
+
+def live_claims(conn, schema: str) -> list[tuple[str, str]]:
+    """(claim_id, owner) of unexpired, unreleased claims, oldest first."""
+    rows = conn.exec_driver_sql(
+        f"SELECT claim_id, any(owner) AS owner, min(seq) AS first FROM {schema}.{LOCK_TABLE} "
+        "GROUP BY claim_id "
+        "HAVING countIf(action = 'release') = 0 "
+        "AND maxIf(expires_at, action = 'claim') > now64(3) "
+        "ORDER BY first"
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+@contextmanager
+def deploy_lock(conn, schema: str, *, wait: float = DEFAULT_WAIT_SECONDS,
+                ttl: float = DEFAULT_TTL_SECONDS, owner: str | None = None, poll: float = 0.5):
+    owner = owner or f"pid {os.getpid()} on {socket.gethostname()}"
+    conn.exec_driver_sql(lock_ddl(schema))
+    deadline = time.monotonic() + wait
+    while True:
+        claim_id = str(uuid.uuid4())
+        _insert(conn, schema, claim_id, owner, "claim", ttl)
+        claims = live_claims(conn, schema)
+        if claims and claims[0][0] == claim_id:
+            break
+        _insert(conn, schema, claim_id, owner, "release", ttl)
+        holder = claims[0][1] if claims else "another deploy"
+        if time.monotonic() >= deadline:
+            raise LockTimeout(
+                f"another deploy ({holder}) holds the deploy lock on {schema}; waited {wait:g} s. "
+                f"Retry later, raise --lock-wait, or if that deploy died, wait for its lock to expire (ttl {ttl:g} s)"
+            )
+        time.sleep(poll)
+    try:
+        yield claim_id
+    finally:
+        _insert(conn, schema, claim_id, owner, "release", ttl)
