@@ -154,7 +154,7 @@ def upgrade(revision, url, as_json, resume, lock_wait):
     _summary(steps, url, time.perf_counter() - t0, as_json)
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})  # "-1" is a revision
 @click.argument("revision")
 @url_option
 @json_option

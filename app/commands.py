@@ -18,14 +18,14 @@ from alembic.script import ScriptDirectory
 
 from app import ledger
 from app.config import ALEMBIC_INI, mask_url, resolve_url
+from app.config import script_location as config_script_location
 from app.engine import connect
 from app.runtime import file_checksum
 
 
 def alembic_config(url: str | None = None, script_location: str | None = None, **attributes: Any) -> Config:
     cfg = Config(str(ALEMBIC_INI))
-    if script_location:
-        cfg.set_main_option("script_location", script_location)
+    cfg.set_main_option("script_location", config_script_location(script_location))
     cfg.attributes["url"] = resolve_url(url)
     cfg.attributes.update(attributes)
     return cfg

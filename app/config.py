@@ -14,6 +14,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EMBEDDED_PATH = PROJECT_ROOT / "var" / "zakaz.chdb"
 DEFAULT_URL = f"clickhouse+chdb:///default?path={DEFAULT_EMBEDDED_PATH}"
 ENV_URL = "ZAKAZ_DATABASE_URL"
+# Another migrations folder (a scratch copy in tests and lint; a fork's own chain).
+ENV_MIGRATIONS = "ZAKAZ_MIGRATIONS"
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 SCRIPT_LOCATION = PROJECT_ROOT / "migrations"
 
@@ -47,6 +49,10 @@ def parse_url(url: str):
             + ", ".join(KNOWN_DRIVERS[:3])
         )
     return parsed
+
+
+def script_location(explicit: str | None = None) -> str:
+    return explicit or os.environ.get(ENV_MIGRATIONS) or str(SCRIPT_LOCATION)
 
 
 def is_embedded(url: str) -> bool:

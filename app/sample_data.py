@@ -156,8 +156,7 @@ def _key_columns(sorting_key: str) -> list[str]:
     """Parts of a sorting key.  ClickHouse 26 reports ``ORDER BY (alias)`` as
     '(alias)' but ``ORDER BY (a, b)`` as 'a, b', so strip one enclosing pair."""
     key = sorting_key.strip()
-    if key.startswith("(") and key.endswith(")") and len(_split_top(key[1:-1])) == 1 \
-            and key.count("(") == 1:
+    if key.startswith("(") and key.endswith(")") and key.count("(") == 1:
         key = key[1:-1]
     return [] if key in ("", "tuple()") else _split_top(key)
 
@@ -411,7 +410,7 @@ def _rows_for(table: Table, n: int, seed: int, today: dt.date, events: list[_Eve
             values.append(value if value is not None else _fallback(base, name, row, fallback_rng))
         rows.append(values)
     if any(part in table.engine for part in COLLAPSING):
-        pass
+        _make_keys_unique(table, columns, rows)
     return names, rows
 
 

@@ -1,0 +1,277 @@
+"""Failure safety: injected statement failures, a killed process, the deploy
+lock, checksums, and the catalogue of bad input, all on real chDB."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from app import commands, ledger
+from app.cli import main
+from app.engine import connect
+from app.runtime import StepFailed
+from app.sample_data import fingerprints, load_sample
+from app.schema import snapshot_schema
+
+CHAIN = [f"{i:04d}" for i in range(1, 12)]
+
+
+def statements_per_revision(url) -> dict[str, int]:
+    steps = commands.upgrade(url, "head")
+    return {s["revision"]: s["statements"] for s in steps}
+
+
+def _snapshot(url):
+    with connect(url) as conn:
+        return snapshot_schema(conn)
+
+
+def _fingerprints(url):
+    with connect(url) as conn:
+        return fingerprints(conn)
+
+
+@pytest.fixture(scope="module")
+def clean_snapshots(tmp_path_factory):
+    """Schema after each revision of a clean install, and statements per revision."""
+    url = f"clickhouse+chdb:///default?path={tmp_path_factory.mktemp('clean') / 'db'}"
+    snaps, counts = {}, {}
+    for rev in CHAIN:
+        steps = commands.upgrade(url, rev)
+        counts[rev] = steps[0]["statements"]
+        snaps[rev] = _snapshot(url)
+    return snaps, counts
+
+
+def _injection_points(count: int) -> list[int]:
+    # 0010 has 49 access statements that all take one path; first, middle and
+    # last stand for the rest.  Every statement of every other revision is hit.
+    if count > 20:
+        return [1, count // 2, count]
+    return list(range(1, count + 1))
+
+
+@pytest.mark.parametrize("revision", CHAIN[:-1])
+def test_kth_statement_failure_is_recorded_and_resume_converges(revision, clean_snapshots, db_url, query):
+    snaps, counts = clean_snapshots
+    previous = CHAIN[CHAIN.index(revision) - 1] if revision != "0001" else None
+    if previous:
+        commands.upgrade(db_url, previous)
+        with connect(db_url) as conn:
+            load_sample(conn, rows_per_table=20, seed=7)
+    before = _fingerprints(db_url)
+    for k in _injection_points(counts[revision]):
+        with pytest.raises(StepFailed) as info:
+            commands.upgrade(db_url, revision, fail_at=(revision, k))
+        assert info.value.statement == k
+        st = commands.status(db_url)
+        assert st.heads == ([previous] if previous else [])
+        assert st.problem["state"] == "failed" and st.problem["revision"] == revision
+        assert st.problem["failed_statement"] == k
+        assert f"injected failure at statement {k}" in st.problem["error"]
+        with pytest.raises(Exception, match="--resume"):
+            commands.upgrade(db_url, revision)  # refuses on top of a failed step
+        commands.upgrade(db_url, revision, resume=True)
+        assert commands.status(db_url).problem is None
+        assert _snapshot(db_url) == snaps[revision], f"{revision} resumed after statement {k} differs"
+        after = _fingerprints(db_url)
+        for table, (rows, _) in before.items():
+            if table in after and table != "zakaz.mv_qtickets_sales_latest":
+                assert after[table][0] >= rows, f"{table} lost rows resuming {revision} at {k}"
+        commands.downgrade(db_url, previous or "base", allow_data_loss=True)
+
+
+def test_a_killed_process_leaves_an_interrupted_step_and_resume_converges(db_url, versions_copy, monkeypatch):
+    slow = versions_copy / "versions" / "0012_slow.py"
+    slow.write_text(textwrap.dedent('''
+        """A revision that stalls after its first statement (for the crash test)."""
+        import sys, time
+        from app.operations import create_table, drop_table
+        revision = "0012"
+        down_revision = "0011"
+        branch_labels = None
+        depends_on = None
+        DOWNGRADE_LOSES = ["zakaz.slow"]
+        def upgrade():
+            create_table("zakaz.slow", "a UInt8", engine="MergeTree", order_by="a")
+            if not __import__("os").environ.get("ZAKAZ_NO_STALL"):
+                print("STALLED", flush=True)
+                time.sleep(600)
+            create_table("zakaz.slow2", "a UInt8", engine="MergeTree", order_by="a")
+        def downgrade():
+            drop_table("zakaz.slow2")
+            drop_table("zakaz.slow")
+    '''))
+    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
+    commands.upgrade(db_url, "0011")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "upgrade", "--url", db_url],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy(),
+    )
+    for line in proc.stdout:
+        if "STALLED" in line:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    st = commands.status(db_url)
+    assert st.heads == ["0011"]
+    assert st.problem["state"] == "interrupted" and st.problem["revision"] == "0012"
+    runner = CliRunner()
+    status = runner.invoke(main, ["status", "--url", db_url])
+    assert status.exit_code == 1 and "0012 interrupted" in status.output
+    blocked = runner.invoke(main, ["upgrade", "--url", db_url])
+    assert blocked.exit_code == 2 and "interrupted" in blocked.output and "--resume" in blocked.output
+    monkeypatch.setenv("ZAKAZ_NO_STALL", "1")
+    resumed = runner.invoke(main, ["upgrade", "--resume", "--url", db_url])
+    assert resumed.exit_code == 0, resumed.output
+    st = commands.status(db_url)
+    assert st.heads == ["0012"] and st.problem is None
+
+
+def test_repair_mark_applied_and_reverted(db_url, query):
+    commands.upgrade(db_url, "0004")
+    with pytest.raises(StepFailed):
+        commands.upgrade(db_url, "0005", fail_at=("0005", 1))
+    query("ALTER TABLE zakaz.fact_qtickets_sales ADD COLUMN _loaded_at DateTime DEFAULT now() AFTER _ver")
+    runner = CliRunner()
+    result = runner.invoke(main, ["repair", "0005", "--mark-applied", "--url", db_url])
+    assert result.exit_code == 0, result.output
+    assert "0004 -> 0005" in result.output
+    st = commands.status(db_url)
+    assert st.heads == ["0005"] and st.problem is None
+    rows = query("SELECT direction, status FROM default.zakaz_schema_ledger ORDER BY seq DESC LIMIT 1")
+    assert rows == [("repair", "repaired")]
+    result = runner.invoke(main, ["repair", "0005", "--mark-reverted", "--url", db_url])
+    assert commands.status(db_url).heads == ["0004"]
+    assert runner.invoke(main, ["repair", "0005", "--url", db_url]).exit_code == 2
+
+
+def test_deploy_lock_protocol(db_url):
+    from app.lock import LockTimeout, deploy_lock, live_claims
+
+    with connect(db_url) as conn:
+        with deploy_lock(conn, "default", owner="first deploy"):
+            with pytest.raises(LockTimeout, match="first deploy"):
+                with deploy_lock(conn, "default", owner="second deploy", wait=0.3, poll=0.1):
+                    pytest.fail("two deploys held the lock")
+            assert [owner for _, owner in live_claims(conn, "default")] == ["first deploy"]
+        with deploy_lock(conn, "default", owner="second deploy", wait=0.3):
+            assert [owner for _, owner in live_claims(conn, "default")] == ["second deploy"]
+
+
+def test_expired_lock_does_not_block(db_url):
+    from app.lock import deploy_lock, live_claims
+
+    with connect(db_url) as conn:
+        dead = deploy_lock(conn, "default", owner="dead deploy", ttl=0.5)
+        dead.__enter__()  # never released: its process "died"
+        time.sleep(0.7)
+        assert live_claims(conn, "default") == []
+        with deploy_lock(conn, "default", owner="next deploy", wait=0.1):
+            assert [o for _, o in live_claims(conn, "default")] == ["next deploy"]
+
+
+def test_embedded_lock_second_process_one_line(db_url):
+    commands.upgrade(db_url, "0001")
+    with connect(db_url) as conn:
+        conn.exec_driver_sql("SELECT 1")
+        result = subprocess.run([sys.executable, "-m", "app", "upgrade", "--url", db_url],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "in use by another process" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_changed_revision_file_warns_and_strict_fails(db_url, versions_copy, monkeypatch):
+    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
+    commands.upgrade(db_url, "head")
+    path = versions_copy / "versions" / "0005_fact_qtickets_sales_loaded_at.py"
+    path.write_text(path.read_text() + "\n# edited after it was applied\n")
+    runner = CliRunner()
+    status = runner.invoke(main, ["status", "--url", db_url])
+    assert status.exit_code == 0 and "0005: 0005_fact_qtickets_sales_loaded_at.py changed since it was applied" in status.output
+    assert runner.invoke(main, ["status", "--strict", "--url", db_url]).exit_code == 1
+    verify = runner.invoke(main, ["verify", "--url", db_url])
+    assert verify.exit_code == 0 and "warning: revision 0005" in verify.output
+    assert runner.invoke(main, ["verify", "--strict", "--url", db_url]).exit_code == 1
+
+
+# --- the bad input catalogue: one line, exit 2, no traceback -----------------------------
+
+def _bad(args, env=None, expect=""):
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    assert "Traceback" not in result.output
+    assert expect in errors[0], errors[0]
+    return errors[0]
+
+
+def test_malformed_url():
+    _bad(["status", "--url", "not a url at all"], expect="malformed database URL")
+
+
+def test_unknown_driver():
+    _bad(["status", "--url", "postgresql://u:pw@localhost/db"], expect="unknown database driver 'postgresql'")
+
+
+def test_unreachable_server():
+    line = _bad(["status", "--url", "clickhouse+native://u:TopSecret@127.0.0.1:1/default"],
+                expect="cannot reach the ClickHouse server")
+    assert "TopSecret" not in line
+
+
+def test_embedded_path_not_writable(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    _bad(["status", "--url", f"clickhouse+chdb:///default?path={blocker}/db"], expect="cannot be created")
+
+
+def test_unknown_revision(db_url):
+    _bad(["upgrade", "9999", "--url", db_url], expect="9999")
+
+
+def test_ambiguous_revision_prefix(db_url):
+    _bad(["upgrade", "000", "--url", db_url], expect="000")
+
+
+def test_downgrade_below_base(db_url):
+    commands.upgrade(db_url, "0001")
+    _bad(["downgrade", "-2", "--url", db_url], expect="Relative revision -2 didn't produce 2 migrations")
+
+
+def test_revision_file_with_syntax_error(db_url, versions_copy):
+    (versions_copy / "versions" / "0012_broken.py").write_text('"""Broken."""\nrevision = "0012"\ndef upgrade(:\n')
+    _bad(["status", "--url", db_url], env={"ZAKAZ_MIGRATIONS": str(versions_copy)},
+         expect="0012_broken.py has a syntax error at line 3")
+
+
+def test_two_heads_without_branch(db_url, versions_copy):
+    (versions_copy / "versions" / "0100_side.py").write_text(
+        '"""Side."""\nrevision = "0100"\ndown_revision = "0009"\nbranch_labels = None\ndepends_on = None\n'
+        'def upgrade():\n    pass\ndef downgrade():\n    pass\n')
+    env = {"ZAKAZ_MIGRATIONS": str(versions_copy)}
+    _bad(["upgrade", "head", "--url", db_url], env=env, expect="head")
+    _bad(["new", "another"], env=env, expect="2 heads")
+
+
+def test_ledger_altered_by_hand(db_url, query):
+    commands.upgrade(db_url, "0001")
+    query("ALTER TABLE default.zakaz_schema_ledger DROP COLUMN checksum")
+    _bad(["upgrade", "--url", db_url], expect="altered by hand")
+    _bad(["status", "--url", db_url], expect="altered by hand")
+
+
+def test_ledger_dropped_by_hand(db_url, query):
+    commands.upgrade(db_url, "0003")
+    query("DROP TABLE default.zakaz_schema_ledger SYNC")
+    _bad(["upgrade", "--url", db_url], expect="ledger was dropped by hand")
+    assert ledger.LEDGER_TABLE not in {r[0] for r in query("SELECT name FROM system.tables WHERE database = 'default'")}
