@@ -1,10 +1,15 @@
-"""PEP 249 adapter over chdb-core, the embedded ClickHouse engine.
+"""PEP 249 adapter over chDB, the embedded ClickHouse engine.
 
 chdb ships its own DB-API module, but it drops microseconds of DateTime64,
 returns arrays as strings and raises a bare RuntimeError without the
 ClickHouse error code.  Migrations and the ledger need all three, so results
 are read here as JSONCompact (exact ClickHouse types in ``meta``) and errors are
 mapped to PEP 249 classes carrying ``code``.
+
+Two chDB lines are supported, and everything that differs between them is in
+the "engines" section below (nowhere else in the project): chdb-core 26.x
+(current ClickHouse, the default) and PyPI ``chdb`` 2.1.x (ClickHouse 24.8,
+the production line; ``make test-compat``).
 """
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import fcntl
 import json
 import os
 import re
+import shutil
+import tempfile
 import threading
 from decimal import Decimal
 from typing import Any
@@ -167,19 +174,24 @@ def _convert_rows(meta: list[dict], data: list[list]) -> list[tuple]:
     return out
 
 
-# --- connection -------------------------------------------------------------
+# --- engines: chdb-core 26.x and chdb 2.1.x -------------------------------------
 
 _lock = threading.Lock()
 
+# Where each line keeps the directory lock (a ClickHouse status file: an
+# exclusive flock, and "PID: n" inside).
+STATUS_FILE = "status"  # chdb-core 26.x: ClickHouse's own, held while connected
+COMPAT_LOCK_FILE = "chdb2.lock"  # chdb 2.1.x: ours, see _PerStatementEngine
 
-def _locked_by_other_process(path: str) -> str | None:
+
+def _locked_by_other_process(path: str, name: str = STATUS_FILE) -> str | None:
     """Return a description of the process holding ``path``, if any.
 
     ClickHouse keeps an exclusive flock on ``<path>/status`` while a server
     (or chDB) owns the directory; chDB only reports an opaque Code 36, so we
     probe the lock ourselves to say what is really wrong.
     """
-    status = os.path.join(path, "status")
+    status = os.path.join(path, name)
     if not os.path.exists(status):
         return None
     try:
@@ -200,14 +212,155 @@ def _locked_by_other_process(path: str) -> str | None:
         os.close(fd)
 
 
-def connect(path: str = ":memory:", **_: Any) -> "Connection":
-    return Connection(path)
+def _in_use_error(path: str, holder: str) -> "EmbeddedLockedError":
+    return EmbeddedLockedError(
+        f"embedded database {path} is in use by another process ({holder}); "
+        "wait for it to finish or stop it, then retry"
+    )
+
+
+def engine_line() -> str:
+    """``"chdb-core"`` (chdb.connect exists: chdb-core 26.x, chdb >= 3) or ``"chdb2"`` (chdb 2.1.x)."""
+    import chdb  # deferred: importing chdb costs ~0.2 s
+
+    return "chdb-core" if hasattr(chdb, "connect") else "chdb2"
+
+
+class _ConnectedEngine:
+    """chdb-core 26.x: ``chdb.connect(path)`` is one engine that lives until close().
+
+    It keeps ``<path>/status`` flocked while open, so a second process fails
+    to connect (with an opaque Code 36: we name the holder instead), and a
+    process can have one path open at a time.
+    """
+
+    volatile_default = False
+
+    def __init__(self, path: str):
+        import chdb
+
+        try:
+            self._conn = chdb.connect(path)
+        except Exception as exc:  # chdb raises RuntimeError for everything
+            holder = _locked_by_other_process(path) if path != ":memory:" else None
+            if holder:
+                raise _in_use_error(path, holder) from None
+            text = str(exc)
+            if "already initialized with path" in text:
+                raise OperationalError(
+                    "this process already has another embedded database open; "
+                    "dispose that engine before opening " + path
+                ) from None
+            raise error_from_chdb(exc) from None
+
+    def query(self, sql: str) -> bytes:
+        return self._conn.query(sql, "JSONCompact").bytes()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+# chdb 2.1.x: path -> [fd, count] of our flock, shared by this process's
+# connections (a second flock on a new descriptor would conflict with the first).
+_compat_locks: dict[str, list[int]] = {}
+
+
+def _escape_for_file_name(name: str) -> str:
+    # ClickHouse's escapeForFileName: anything but [A-Za-z0-9_] as %XX.
+    return "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch == "_") else "".join(f"%{b:02X}" for b in ch.encode())
+        for ch in name
+    )
+
+
+class _PerStatementEngine:
+    """chdb 2.1.x (ClickHouse 24.8.4): no ``connect()``; every statement is a run.
+
+    ``chdb.query(sql, fmt, path=...)`` starts clickhouse-local on ``path``,
+    runs the statement and shuts it down again.  What follows from that, and
+    is handled here:
+
+    * ``<path>/status`` is flocked only during a statement, so nothing keeps
+      a second process out between statements: we hold our own flock on
+      ``<path>/chdb2.lock`` from connect to close, with the same message.
+    * ``default`` is clickhouse-local's in-memory Overlay database, created
+      anew for every statement: a table made there is gone by the next one.
+      ``volatile_default`` tells ``connect`` to refuse a URL naming it.
+    * ``USE db`` is remembered in ``<path>/default_database`` and passed to
+      every later run; once ``db`` is dropped, every run on the path fails at
+      start-up and leaves the process unusable (it crashes at exit).  A
+      marker naming a database that no longer exists is removed first.
+    * ``:memory:`` (an empty path) would be a fresh engine per statement: a
+      temporary directory, removed on close, stands in for it.
+    """
+
+    volatile_default = True
+
+    def __init__(self, path: str):
+        import chdb
+
+        self._chdb = chdb
+        self._temporary = path == ":memory:"
+        self.path = tempfile.mkdtemp(prefix="chdb2-memory-") if self._temporary else path
+        holder = _locked_by_other_process(self.path, STATUS_FILE)
+        if holder:
+            # A chdb-core process (or a server) has it: our run would fail at
+            # start-up, and a failed start-up breaks this process for good.
+            raise _in_use_error(path, holder)
+        self._acquire()
+
+    def _acquire(self) -> None:
+        entry = _compat_locks.get(self.path)
+        if entry:
+            entry[1] += 1
+            return
+        lock_path = os.path.join(self.path, COMPAT_LOCK_FILE)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            holder = _locked_by_other_process(self.path, COMPAT_LOCK_FILE) or "another process"
+            raise _in_use_error(self.path, holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"PID: {os.getpid()}\n".encode())
+        _compat_locks[self.path] = [fd, 1]
+
+    def _forget_dropped_current_database(self) -> None:
+        marker = os.path.join(self.path, "default_database")
+        try:
+            with open(marker, encoding="utf-8") as fh:
+                name = fh.read().strip()
+        except FileNotFoundError:
+            return
+        metadata = os.path.join(self.path, "metadata", _escape_for_file_name(name) + ".sql")
+        if name and name != "default" and not os.path.exists(metadata):
+            os.remove(marker)
+
+    def query(self, sql: str) -> bytes:
+        self._forget_dropped_current_database()
+        return self._chdb.query(sql, "JSONCompact", path=self.path).bytes()
+
+    def close(self) -> None:
+        entry = _compat_locks.get(self.path)
+        if entry:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _compat_locks[self.path]
+                fcntl.flock(entry[0], fcntl.LOCK_UN)
+                os.close(entry[0])
+        if self._temporary:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+# --- connection -------------------------------------------------------------
+
+def connect(path: str = ":memory:", database: str | None = None, **_: Any) -> "Connection":
+    return Connection(path, database)
 
 
 class Connection:
-    def __init__(self, path: str):
-        import chdb  # deferred: importing chdb costs ~0.2 s
-
+    def __init__(self, path: str, database: str | None = None):
         self.path = path
         if path != ":memory:":
             parent = os.path.dirname(os.path.abspath(path)) or "."
@@ -223,22 +376,14 @@ class Connection:
                     f"embedded database path {path} is not writable; "
                     "fix its permissions or choose another directory in the URL"
                 )
-        try:
-            self._conn = chdb.connect(path)
-        except Exception as exc:  # chdb raises RuntimeError for everything
-            holder = _locked_by_other_process(path) if path != ":memory:" else None
-            if holder:
-                raise EmbeddedLockedError(
-                    f"embedded database {path} is in use by another process ({holder}); "
-                    "wait for it to finish or stop it, then retry"
-                ) from None
-            text = str(exc)
-            if "already initialized with path" in text:
-                raise OperationalError(
-                    "this process already has another embedded database open; "
-                    "dispose that engine before opening " + path
-                ) from None
-            raise error_from_chdb(exc) from None
+        engine_cls = _ConnectedEngine if engine_line() == "chdb-core" else _PerStatementEngine
+        if engine_cls.volatile_default and (database or "default") == "default":
+            raise OperationalError(
+                "on chdb 2.x (ClickHouse 24.8) the embedded database 'default' is kept in memory "
+                "for one statement only; name another database in the URL, e.g. "
+                "clickhouse+chdb:///zakaz_admin?path=..."
+            )
+        self._conn = engine_cls(path)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -256,10 +401,11 @@ class Connection:
             raise InterfaceError("connection is closed")
         return Cursor(self)
 
-    def query(self, sql: str):
+    def query(self, sql: str) -> bytes:
+        """The statement's JSONCompact output (empty for statements without rows)."""
         with _lock:
             try:
-                return self._conn.query(sql, "JSONCompact")
+                return self._conn.query(sql)
             except Exception as exc:
                 raise error_from_chdb(exc) from None
 
@@ -278,8 +424,7 @@ class Cursor:
         # ``context`` is clickhouse-sqlalchemy's extra argument (see its
         # native connector); chDB has no use for it.
         sql = render(operation, parameters)
-        result = self.connection.query(sql)
-        payload = result.bytes()
+        payload = self.connection.query(sql)
         self._pos = 0
         if not payload.strip():
             self.description = None

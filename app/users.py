@@ -1,0 +1,192 @@
+"""Application users on a ClickHouse server: ``zakaz-schema users apply``.
+
+Revision 0010 creates the roles and their grants; users are kept out of the
+revisions because their passwords must never be written down: not in a
+revision, the ledger, offline SQL or a log.  ``apply`` takes each password
+from the environment at deploy time, creates the user if it is missing, sets
+the password (so a re-run rotates it), grants the user its role and makes
+that role the default.
+
+The password travels only as a bound parameter of the statement (the driver
+quotes it); the SQL text we keep, show and raise in errors has a placeholder,
+and what is shown has ``'***'`` in its place.  The server itself hides
+``IDENTIFIED ... BY`` secrets in its query log.
+
+The embedded engine has no access storage, so there ``apply`` refuses.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+MASK = "'***'"
+
+
+@dataclass(frozen=True)
+class AppUser:
+    name: str
+    role: str
+    password_env: str
+
+
+# Roles as revision 0010 creates them (warehouse.md, Access).
+APP_USERS = (
+    AppUser("etl_writer", "zakaz_etl", "ZAKAZ_ETL_WRITER_PASSWORD"),
+    AppUser("datalens_reader", "zakaz_reader", "ZAKAZ_DATALENS_READER_PASSWORD"),
+    AppUser("backup_user", "zakaz_backup", "ZAKAZ_BACKUP_USER_PASSWORD"),
+)
+USER_NAMES = tuple(u.name for u in APP_USERS)
+
+
+class UsersRefused(Exception):
+    """Nothing was changed: bad input or a database that cannot hold users (one line)."""
+
+
+class MissingPassword(UsersRefused):
+    """A password variable is unset or empty; the message names it."""
+
+
+class NoAccessStorage(UsersRefused):
+    """The embedded engine cannot create users."""
+
+
+class MissingRoles(UsersRefused):
+    """Revision 0010 has not been applied on this server."""
+
+
+class ApplyFailed(Exception):
+    """The server rejected a statement; the message is one line, without passwords."""
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of ``apply``: SQL with a ``%(password)s`` placeholder.
+
+    ``str()`` and ``repr()`` show the password as ``'***'``, so a statement
+    printed, logged or put in an exception never carries it.
+    """
+
+    user: str
+    template: str
+    params: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def shown(self) -> str:
+        return self.template % {name: MASK for name in self.params} if self.params else self.template
+
+    def __str__(self) -> str:
+        return self.shown
+
+    def __repr__(self) -> str:
+        return f"Statement({self.shown!r})"
+
+
+def select_users(names: Iterable[str] | None = None) -> list[AppUser]:
+    """The users to apply: all of them, or those named (in the canonical order)."""
+    if not names:
+        return list(APP_USERS)
+    wanted = set(names)
+    unknown = sorted(wanted - set(USER_NAMES))
+    if unknown:
+        raise UsersRefused(f"unknown user {', '.join(unknown)}; the users are {', '.join(USER_NAMES)}")
+    return [u for u in APP_USERS if u.name in wanted]
+
+
+def passwords_from_env(users: Iterable[AppUser], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each user's password from its environment variable; all missing ones named at once."""
+    environ = os.environ if environ is None else environ
+    users = list(users)
+    missing = [u for u in users if not environ.get(u.password_env)]
+    if missing:
+        names = ", ".join(u.password_env for u in missing)
+        verb = "is" if len(missing) == 1 else "are"
+        whose = ", ".join(u.name for u in missing)
+        raise MissingPassword(
+            f"{names} {verb} not set or empty (the password of {whose}); "
+            "export it (see .env.example) and run `zakaz-schema users apply` again"
+        )
+    return {u.name: environ[u.password_env] for u in users}
+
+
+def user_statements(user: AppUser, password: str) -> list[Statement]:
+    """What makes ``user`` exist with ``password`` and its role, on any starting state."""
+    secret = {"password": password}
+    return [
+        Statement(user.name, f"CREATE USER IF NOT EXISTS {user.name} IDENTIFIED WITH sha256_password BY %(password)s", secret),
+        # The user may already exist with another password: set it every time.
+        Statement(user.name, f"ALTER USER {user.name} IDENTIFIED WITH sha256_password BY %(password)s", secret),
+        Statement(user.name, f"GRANT {user.role} TO {user.name}"),
+        Statement(user.name, f"SET DEFAULT ROLE {user.role} TO {user.name}"),
+    ]
+
+
+def plan_statements(passwords: Mapping[str, str], users: Iterable[AppUser] = APP_USERS) -> list[Statement]:
+    """Every statement ``apply`` runs, in order (pure: no database, no environment)."""
+    out: list[Statement] = []
+    for user in users:
+        out.extend(user_statements(user, passwords[user.name]))
+    return out
+
+
+def _refuse_embedded(url: str) -> None:
+    from app.config import is_embedded, parse_url
+
+    parse_url(url)
+    if is_embedded(url):
+        raise NoAccessStorage(
+            "users apply needs a ClickHouse server: the embedded engine (clickhouse+chdb) "
+            "has no access storage for users; pass --url clickhouse+native://... or clickhouse+http://..."
+        )
+
+
+def plan(url: str | None = None, names: Iterable[str] | None = None,
+         environ: Mapping[str, str] | None = None) -> list[Statement]:
+    """Check the target and the passwords, and return the statements ``apply`` would run."""
+    from app.config import resolve_url
+
+    url = resolve_url(url)
+    _refuse_embedded(url)
+    users = select_users(names)
+    return plan_statements(passwords_from_env(users, environ), users)
+
+
+def apply(url: str | None = None, names: Iterable[str] | None = None,
+          environ: Mapping[str, str] | None = None) -> list[dict]:
+    """Create or update the users on the server at ``url``; one dict per user.
+
+    Refuses (``UsersRefused``, nothing changed) on the embedded engine, on a
+    missing password, or when revision 0010's roles are not on the server.
+    """
+    from app.config import mask_text, resolve_url
+    from app.engine import connect
+
+    url = resolve_url(url)
+    statements = plan(url, names, environ)
+    users = select_users(names)
+    secrets = [v for s in statements for v in s.params.values()]
+    with connect(url) as conn:
+        # SQLAlchemy puts bound parameters into its log lines and error
+        # messages unless told not to: the password is one of them.
+        conn.engine.hide_parameters = True
+        roles = {r for (r,) in conn.exec_driver_sql("SELECT name FROM system.roles").all()}
+        missing = [u.role for u in users if u.role not in roles]
+        if missing:
+            raise MissingRoles(
+                f"role {', '.join(missing)} does not exist on the server; "
+                "run `zakaz-schema upgrade` first (revision 0010 creates the roles)"
+            )
+        existing = {n for (n,) in conn.exec_driver_sql("SELECT name FROM system.users").all()}
+        for stmt in statements:
+            try:
+                conn.exec_driver_sql(stmt.template, dict(stmt.params))
+            except Exception as exc:
+                orig = getattr(exc, "orig", None) or exc
+                text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+                raise ApplyFailed(mask_text(
+                    f"users apply failed for {stmt.user} at `{stmt.shown}`: {text}", *secrets
+                )) from None
+    return [
+        {"user": u.name, "role": u.role, "action": "updated" if u.name in existing else "created"}
+        for u in users
+    ]
