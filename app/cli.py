@@ -339,5 +339,44 @@ def repair(revision, mark, url):
                f"{', '.join(result['previous_heads']) or 'base'} -> {', '.join(result['heads']) or 'base'}")
 
 
+@main.group()
+def users():
+    """Application users on a server: etl_writer, datalens_reader, backup_user."""
+
+
+@users.command("apply")
+@url_option
+@click.option("--user", "names", multiple=True, metavar="NAME",
+              help="Only this user (repeatable): etl_writer, datalens_reader or backup_user.")
+@click.option("--dry-run", is_flag=True, help="Print the statements, passwords masked, without connecting.")
+@translate_errors
+def users_apply(url, names, dry_run):
+    """Create or update the users from $ZAKAZ_*_PASSWORD and grant them their roles.
+
+    \b
+    Passwords: ZAKAZ_ETL_WRITER_PASSWORD, ZAKAZ_DATALENS_READER_PASSWORD,
+    ZAKAZ_BACKUP_USER_PASSWORD (see .env.example).  Roles come from revision
+    0010, so run `zakaz-schema upgrade` first.  Needs a server: the embedded
+    engine has no access storage.
+    """
+    from app import users as app_users
+    from app.config import mask_url, resolve_url
+
+    url = resolve_url(url)
+    try:
+        if dry_run:
+            for stmt in app_users.plan(url, names):
+                click.echo(f"{stmt.shown};")
+            return
+        done = app_users.apply(url, names)
+    except app_users.UsersRefused as exc:
+        raise UsageFailure(_one_line(exc)) from None
+    except app_users.ApplyFailed as exc:
+        raise CheckFailure(_one_line(exc)) from None
+    for d in done:
+        click.echo(f"  {d['action']:<7} {d['user']:<16} role {d['role']}")
+    click.echo(f"{len(done)} user(s) applied on {mask_url(url)}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

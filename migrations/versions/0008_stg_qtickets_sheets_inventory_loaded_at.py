@@ -14,29 +14,24 @@ depends_on = None
 
 DOWNGRADE_LOSES = ["zakaz.stg_qtickets_sheets_inventory._loaded_at"]
 
+COLUMNS = """
+    event_id String
+    city String
+    tickets_total UInt32 DEFAULT 0
+    tickets_left UInt32 DEFAULT 0
+    _ver UInt64
+    hash_low_card LowCardinality(String)
+"""
 KEPT = "event_id, city, tickets_total, tickets_left, _ver, hash_low_card"
 
 
 def upgrade() -> None:
-    rebuild_table("zakaz.stg_qtickets_sheets_inventory", """
-        event_id String
-        city String
-        tickets_total UInt32 DEFAULT 0
-        tickets_left UInt32 DEFAULT 0
-        _ver UInt64
-        hash_low_card LowCardinality(String)
-        _loaded_at DateTime DEFAULT now()
-    """, engine="ReplacingMergeTree(_ver)", order_by="(event_id, city)",
-        partition_by="toYYYYMM(_loaded_at)", copy=KEPT)
+    rebuild_table("zakaz.stg_qtickets_sheets_inventory", COLUMNS + "_loaded_at DateTime DEFAULT now()",
+                  engine="ReplacingMergeTree(_ver)", order_by="(event_id, city)",
+                  partition_by="toYYYYMM(_loaded_at)", copy=KEPT)
 
 
 def downgrade() -> None:
-    rebuild_table("zakaz.stg_qtickets_sheets_inventory", """
-        event_id String
-        city String
-        tickets_total UInt32 DEFAULT 0
-        tickets_left UInt32 DEFAULT 0
-        _ver UInt64
-        hash_low_card LowCardinality(String)
-    """, engine="ReplacingMergeTree(_ver)", order_by="(event_id, city)",
-        partition_by="tuple()", copy=KEPT)
+    rebuild_table("zakaz.stg_qtickets_sheets_inventory", COLUMNS,
+                  engine="ReplacingMergeTree(_ver)", order_by="(event_id, city)",
+                  partition_by="tuple()", copy=KEPT)
