@@ -378,5 +378,159 @@ def users_apply(url, names, dry_run):
     click.echo(f"{len(done)} user(s) applied on {mask_url(url)}")
 
 
+def _yes_no(value) -> str:
+    return "-" if value is None else ("yes" if value else "NO")
+
+
+def _print_drill_result(result) -> None:
+    notes = "; ".join(result.notes)
+    click.echo(f"{result.revision:<8} {result.up_ms:>6} {result.down_ms:>8}  "
+               f"{_yes_no(result.schema_restored):<15}  {_yes_no(result.rows_kept):<9}  {notes}".rstrip())
+    for failure in result.failures:
+        click.echo(f"  FAIL {failure}")
+
+
+@main.command()
+@click.option("--from", "from_rev", default=None,
+              help="First revision to drill (default: the first one not applied).")
+@click.option("--to", "to_rev", default=None, help="Last revision to drill (default: head).")
+@click.option("--with-data", is_flag=True,
+              help="Load sample rows and check every table's rows survive each up/down/up.")
+@click.option("--rows", "rows_per_table", type=click.IntRange(1, 100_000), default=20, show_default=True,
+              help="Sample rows per table (with --with-data).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sample data seed (with --with-data).")
+@click.option("--url", default=None,
+              help="Drill this database instead of a scratch one: it is migrated for real (needs --yes).")
+@click.option("--yes", is_flag=True, help="Confirm drilling the database given with --url.")
+@json_option
+@translate_errors
+def drill(from_rev, to_rev, with_data, rows_per_table, seed, url, yes, as_json):
+    """Prove each revision can be undone: up, check, down, compare, up again.
+
+    \b
+    Runs on a scratch embedded database, removed afterwards; the configured
+    database ($ZAKAZ_DATABASE_URL) is never used.  Exit 1 names the first
+    revision whose downgrade does not restore the schema or loses data it
+    does not declare in DOWNGRADE_LOSES.
+    """
+    from app.config import mask_url
+    from app.drill import DrillError, run_drill
+
+    if url and not yes:
+        raise UsageFailure(
+            f"the drill upgrades and downgrades {mask_url(url)} for real"
+            + (" and writes sample rows into its empty tables" if with_data else "")
+            + "; add --yes to drill it, or leave out --url to drill a scratch database"
+        )
+    if not as_json:
+        where = mask_url(url) if url else "a scratch embedded database"
+        data = f"with sample data ({rows_per_table} rows per table, seed {seed})" if with_data else "schema only"
+        click.echo(f"Drilling on {where}, {data}")
+        click.echo(f"{'revision':<8} {'up ms':>6} {'down ms':>8}  {'schema restored':<15}  {'rows kept':<9}  notes")
+    try:
+        report = run_drill(url, from_rev, to_rev, with_data=with_data,
+                           rows_per_table=rows_per_table, seed=seed,
+                           progress=None if as_json else _print_drill_result)
+    except DrillError as exc:
+        raise UsageFailure(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        span = f"{report.results[0].revision}..{report.end}" if report.results else report.end
+        if report.ok:
+            declared = sum(1 for r in report.results if r.declared_losses)
+            click.echo(f"OK: {len(report.results)} revision(s) {span} upgraded, downgraded and upgraded "
+                       f"again in {report.seconds:.2f} s; {declared} declare the data their downgrade drops")
+        else:
+            failures = report.failures
+            click.echo(f"FAILED: {failures[0]}" + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
+    if not report.ok:
+        sys.exit(EXIT_CHECK)
+
+
+
+script_location_option = click.option(
+    "--script-location", default=None, metavar="DIR",
+    help="A migrations folder to use instead of the project's (e.g. a branch's copy).",
+)
+
+
+@main.command()
+@click.argument("revisions", nargs=-1)
+@script_location_option
+@json_option
+@translate_errors
+def lint(revisions, script_location, as_json):
+    """Check revision files (default: all) by replaying the chain on a scratch database.
+
+    \b
+    Each revision must apply on its predecessor and its downgrade restore
+    the schema; views read only what exists; keys are deterministic; data
+    loss is declared (UPGRADE_LOSES / DOWNGRADE_LOSES); DDL is re-runnable;
+    grants name existing objects; one head; docstrings.  Rules are listed in
+    app/lint.py.  Exit 1 on errors (warnings alone exit 0).
+    """
+    from app.lint import lint_revisions
+
+    report = lint_revisions(list(revisions) or None, script_location=script_location)
+
+    def human(_):
+        for f in report.findings:
+            click.echo(str(f))
+        if report.not_replayed:
+            click.echo(f"not replayed (fix the failure above first): {', '.join(report.not_replayed)}")
+        verdict = "OK" if report.ok else "FAILED"
+        click.echo(f"{verdict}: {len(report.revisions)} revision(s) linted in {report.seconds:.2f} s; "
+                   f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+
+    _emit(report.to_dict(), as_json, human)
+    if not report.ok:
+        sys.exit(EXIT_CHECK)
+
+
+@main.command()
+@click.option("--rows", "rows_per_table", type=click.IntRange(1, 10_000), default=50, show_default=True,
+              help="Sample rows per table.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sample data seed.")
+@click.option("--url", default=None,
+              help="Run on this database instead of a scratch one: it is upgraded to head and gets "
+                   "sample rows (needs --yes; refused if its tables hold rows).")
+@click.option("--yes", is_flag=True, help="Confirm writing sample rows into the database given with --url.")
+@script_location_option
+@json_option
+@translate_errors
+def smoke(rows_per_table, seed, url, yes, script_location, as_json):
+    """Upgrade to head, load sample rows, select from every view and check invariants.
+
+    \b
+    Runs on a scratch embedded database, removed afterwards; the configured
+    database ($ZAKAZ_DATABASE_URL) is never used.  Exit 1 names the failing checks.
+    """
+    from app.config import mask_url
+    from app.smoke import SmokeRefused, run_smoke_checks
+
+    if url and not yes:
+        raise UsageFailure(f"smoke upgrades {mask_url(url)} to head and inserts sample rows; "
+                           "add --yes to use it, or leave out --url to use a scratch database")
+    try:
+        report = run_smoke_checks(url, rows_per_table=rows_per_table, seed=seed,
+                                  script_location=script_location)
+    except SmokeRefused as exc:
+        raise UsageFailure(str(exc)) from None
+
+    def human(_):
+        for check in report.checks:
+            click.echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<34} {check.detail}")
+        failed = report.failed
+        if failed:
+            click.echo(f"FAILED: {', '.join(c.name for c in failed)}")
+        else:
+            click.echo(f"OK: {len(report.checks)} checks passed in {report.seconds:.2f} s")
+
+    _emit(report.to_dict(), as_json, human)
+    if not report.ok:
+        sys.exit(EXIT_CHECK)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -43,27 +43,38 @@ def short_doc(script) -> str:
 # --- migrating -----------------------------------------------------------------
 
 def upgrade(url: str | None = None, target: str = "head", *, resume: bool = False,
-            reporter: Callable[[dict], None] | None = None, **extra: Any) -> list[dict]:
+            reporter: Callable[[dict], None] | None = None, cluster: str | None = None,
+            **extra: Any) -> list[dict]:
+    """``cluster``: run in cluster mode on that remote_servers cluster (app.cluster);
+    None leaves it to ZAKAZ_CLUSTER."""
     steps: list[dict] = []
-    cfg = alembic_config(url, resume=resume, reporter=_collect(steps, reporter), **extra)
+    cfg = alembic_config(url, resume=resume, reporter=_collect(steps, reporter),
+                         **_cluster_attribute(cluster), **extra)
     alembic_command.upgrade(cfg, target)
     return steps
 
 
 def downgrade(url: str | None, target: str, *, allow_data_loss: bool = False,
-              reporter: Callable[[dict], None] | None = None, **extra: Any) -> list[dict]:
+              reporter: Callable[[dict], None] | None = None, cluster: str | None = None,
+              **extra: Any) -> list[dict]:
     steps: list[dict] = []
     cfg = alembic_config(url, allow_data_loss=allow_data_loss,
-                         reporter=_collect(steps, reporter), **extra)
+                         reporter=_collect(steps, reporter), **_cluster_attribute(cluster), **extra)
     alembic_command.downgrade(cfg, target)
     return steps
 
 
-def stamp(url: str | None, target: str, **extra: Any) -> list[dict]:
+def stamp(url: str | None, target: str, *, cluster: str | None = None, **extra: Any) -> list[dict]:
     steps: list[dict] = []
-    cfg = alembic_config(url, reporter=_collect(steps, None), **extra)
+    cfg = alembic_config(url, reporter=_collect(steps, None), **_cluster_attribute(cluster), **extra)
     alembic_command.stamp(cfg, target)
     return steps
+
+
+def _cluster_attribute(cluster: str | None) -> dict:
+    # Only a given name goes into Config.attributes, so ZAKAZ_CLUSTER still
+    # applies when the caller says nothing.
+    return {"cluster": cluster} if cluster else {}
 
 
 def _collect(steps: list, reporter):
@@ -74,10 +85,15 @@ def _collect(steps: list, reporter):
     return report
 
 
-def offline_sql(url: str | None, revision_range: str, **extra: Any) -> str:
-    """The SQL an upgrade (or a downgrade, for ``FROM:TO`` going down) would run."""
+def offline_sql(url: str | None, revision_range: str, *, cluster: str | None = None, **extra: Any) -> str:
+    """The SQL an upgrade (or a downgrade, for ``FROM:TO`` going down) would run.
+
+    ``cluster``: as it would run in cluster mode on that cluster.  Offline
+    there is no server to ask which databases use the Replicated engine: the
+    SQL assumes none do (they would get no ON CLUSTER online).
+    """
     buffer = io.StringIO()
-    cfg = alembic_config(url, **extra)
+    cfg = alembic_config(url, **_cluster_attribute(cluster), **extra)
     cfg.output_buffer = buffer
     start, _, end = revision_range.rpartition(":")
     script = script_directory(cfg)
@@ -229,15 +245,25 @@ def history(url: str | None = None) -> list[dict]:
 
 # --- verify ------------------------------------------------------------------------
 
-def verify(url: str | None = None) -> dict:
+def verify(url: str | None = None, *, cluster: str | None = None) -> dict:
+    """Compare the live schema with the canonical one.
+
+    Engines are compared without replication (``ReplicatedReplacingMergeTree``
+    is ``ReplacingMergeTree``); in cluster mode (``cluster`` or ZAKAZ_CLUSTER)
+    a MergeTree table that is not replicated is a finding of its own.
+    """
+    from app import cluster as cluster_mode
     from app.canonical import CANONICAL, MANAGED_DATABASES
     from app.schema import snapshot_schema
-    from app.verify import compare_schema
+    from app.verify import Finding, compare_schema
 
     url = resolve_url(url)
+    on_cluster = cluster_mode.from_options(_cluster_attribute(cluster))
     with connect(url) as conn:
         live = snapshot_schema(conn, MANAGED_DATABASES)
+        local = cluster_mode.unreplicated_tables(conn, MANAGED_DATABASES) if on_cluster else []
     findings = compare_schema(live, CANONICAL)
+    findings += [Finding("engine", name, "", f"Replicated{engine}", engine) for name, engine in local]
     script = script_directory(alembic_config(url))
     rows, _, _ = read_ledger(url)
     return {
@@ -312,7 +338,14 @@ def repair(url: str | None, revision: str, *, mark: str) -> dict:
         raise RevisionRefused("repair needs a revision id, not base")
     with connect(url) as conn:
         schema = conn.dialect.default_schema_name or "default"
-        ledger.ensure(conn, schema)
+        # Cluster mode from ZAKAZ_CLUSTER: a repair row lands in the replicated ledger.
+        from app import cluster as cluster_mode
+        from app.runtime import prepare_cluster
+
+        on_cluster = cluster_mode.from_options()
+        if on_cluster is not None:
+            on_cluster = prepare_cluster(conn, on_cluster)
+        ledger.ensure(conn, schema, cluster=on_cluster)
         rows = ledger.read_rows(conn, schema)
         heads = set(ledger.current_heads(rows))
         downs = set(rev._normalized_down_revisions)

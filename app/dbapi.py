@@ -260,6 +260,17 @@ class _ConnectedEngine:
         self._conn.close()
 
 
+_DROP = re.compile(r"^\s*DROP\s+(TABLE|VIEW|DICTIONARY|DATABASE)\b", re.I)
+_ENDS_WITH_SYNC = re.compile(r"\bSYNC\s*;?\s*$", re.I)
+_UNFINISHED = 341
+_GONE_CODES = {60, 81}  # UNKNOWN_TABLE, UNKNOWN_DATABASE
+
+
+def _code_of(exc: BaseException) -> int:
+    m = _CODE_RE.search(str(exc))
+    return int(m.group(1)) if m else 0
+
+
 # chdb 2.1.x: path -> [fd, count] of our flock, shared by this process's
 # connections (a second flock on a new descriptor would conflict with the first).
 _compat_locks: dict[str, list[int]] = {}
@@ -292,6 +303,16 @@ class _PerStatementEngine:
       marker naming a database that no longer exists is removed first.
     * ``:memory:`` (an empty path) would be a fresh engine per statement: a
       temporary directory, removed on close, stands in for it.
+    * Dropping an Atomic table: a plain ``DROP`` queues the table for a
+      background cleanup that lives in the process, not in the run; after a
+      materialized view was dropped that way, the next ``DROP`` in the
+      process crashes inside the engine, which then sleeps forever: a hang.
+      ``DROP … SYNC`` never queues, but always ends in Code 341 ("Did not
+      finish dropping … server is shutting down"), the table gone from the
+      catalog (its files stay in ``<path>/store``) -- except a materialized
+      view, of which one attempt drops only the inner table.  So every DROP
+      is sent with SYNC, and repeated while it answers 341 (a repeat that
+      finds the object gone is the success it means).
     """
 
     volatile_default = True
@@ -337,9 +358,25 @@ class _PerStatementEngine:
         if name and name != "default" and not os.path.exists(metadata):
             os.remove(marker)
 
-    def query(self, sql: str) -> bytes:
+    def _run(self, sql: str) -> bytes:
         self._forget_dropped_current_database()
         return self._chdb.query(sql, "JSONCompact", path=self.path).bytes()
+
+    def query(self, sql: str) -> bytes:
+        if not _DROP.match(sql):
+            return self._run(sql)
+        if not _ENDS_WITH_SYNC.search(sql):
+            sql = sql.rstrip().rstrip(";") + " SYNC"
+        for attempt in range(4):
+            try:
+                return self._run(sql)
+            except Exception as exc:
+                code = _code_of(exc)
+                if attempt and code in _GONE_CODES:
+                    return b""
+                if code != _UNFINISHED:
+                    raise
+        return b""
 
     def close(self) -> None:
         entry = _compat_locks.get(self.path)

@@ -16,7 +16,11 @@ alembic <= 1.14.  What differs from alembic's default implementation:
   access storage: there they are checked with ``formatQuery`` and recorded as
   skipped instead of executed;
 * every statement is counted per step, so a failure names its index, and a
-  test can make the k-th statement of a revision fail.
+  test can make the k-th statement of a revision fail;
+* in cluster mode (``self.cluster``, set by app.runtime) every statement is
+  rewritten by ``app.cluster.rewrite`` here, the one place all revision DDL
+  passes through, online and offline; a distributed DDL timeout (code 159)
+  is re-raised naming the hosts that did not finish.
 """
 from __future__ import annotations
 
@@ -27,12 +31,16 @@ from alembic.ddl.impl import DefaultImpl
 from sqlalchemy import text
 from sqlalchemy.sql import dml
 from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.schema import CreateTable, DropTable
+from sqlalchemy.schema import CreateTable, DropTable, ExecutableDDLElement
+
+from app import cluster as cluster_mode
 
 ACCESS_STATEMENT = re.compile(
     r"^\s*(CREATE\s+(ROLE|USER)|ALTER\s+(ROLE|USER)|DROP\s+(ROLE|USER)|GRANT|REVOKE|SET\s+DEFAULT\s+ROLE)\b",
     re.I,
 )
+
+DATABASE_STATEMENT = re.compile(r"^\s*(CREATE|DROP|ATTACH|DETACH)\s+DATABASE\b", re.I)
 
 
 class InjectedFailure(Exception):
@@ -50,6 +58,10 @@ class ClickHouseImpl(DefaultImpl):
         # (revision, statement index) -> raise before running it; set by tests.
         self.fail_at: tuple[str, int] | None = None
         self.current_revision: str | None = None
+        # Cluster mode (app.cluster.Cluster) and the database unqualified
+        # names belong to; both set by app.runtime before the first step.
+        self.cluster: cluster_mode.Cluster | None = None
+        self.default_database = "default"
 
     # -- per-step bookkeeping read by app.runtime --------------------------
     def reset_step(self, revision: str | None = None) -> None:
@@ -74,17 +86,51 @@ class ClickHouseImpl(DefaultImpl):
             # The ledger replaces alembic's mutable version table; its DDL is
             # written by app.ledger (also in offline mode, see app.runtime).
             return None
-        sql = construct.text if isinstance(construct, TextClause) else (
-            construct if isinstance(construct, str) else None
-        )
         self.statements += 1
         if self.fail_at and self.fail_at == (self.current_revision, self.statements):
             raise InjectedFailure(
                 f"injected failure at statement {self.statements} of {self.current_revision}"
             )
+        if self.cluster is not None:
+            construct = self._for_cluster(construct)
+        sql = construct.text if isinstance(construct, TextClause) else (
+            construct if isinstance(construct, str) else None
+        )
         if sql is not None and ACCESS_STATEMENT.match(sql) and self.is_embedded and not self.as_sql:
             return self._skip_access_statement(sql)
-        return super()._exec(construct, execution_options, multiparams, params)
+        try:
+            result = super()._exec(construct, execution_options, multiparams, params)
+        except Exception as exc:
+            if (self.cluster is not None and not self.as_sql and sql is not None
+                    and cluster_mode.is_distributed_ddl(sql, self.cluster)
+                    and cluster_mode.error_code(exc) == cluster_mode.DISTRIBUTED_DDL_TIMEOUT):
+                raise cluster_mode.explain_ddl_timeout(self.connection, self.cluster, exc, sql) from exc
+            raise
+        if (self.cluster is not None and not self.as_sql and sql is not None
+                and DATABASE_STATEMENT.match(sql)):
+            # A revision may create a database with ENGINE = Replicated: the
+            # statements after it must know (they take no ON CLUSTER).
+            self.cluster = self.cluster.with_replicated_databases(
+                cluster_mode.replicated_databases(self.connection))
+        return result
+
+    def _for_cluster(self, construct: Any) -> Any:
+        """The statement as it must run on the cluster (see app.cluster)."""
+        if isinstance(construct, TextClause):
+            # app.operations escapes ":" (alembic's text() reads ":name" as a
+            # bind parameter); rewrite the plain SQL, then escape again.
+            sql = construct.text.replace("\\:", ":")
+        elif isinstance(construct, str):
+            sql = construct
+        elif isinstance(construct, ExecutableDDLElement):
+            # alembic's own op.create_table & co.: compile, then rewrite as text.
+            sql = str(construct.compile(dialect=self.dialect))
+        else:
+            return construct  # INSERT / SELECT constructs run on this node and replicate
+        rewritten = cluster_mode.rewrite(sql, self.cluster, default_database=self.default_database)
+        if rewritten == sql and not isinstance(construct, ExecutableDDLElement):
+            return construct
+        return text(rewritten.replace(":", "\\:"))
 
     def _skip_access_statement(self, sql: str) -> None:
         # chDB has no access storage: the statement cannot run, but it must

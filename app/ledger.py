@@ -10,12 +10,14 @@ other tools read the version as usual.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import getpass
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from app import cluster as cluster_mode
 from app.dbapi import quote_literal
 
 LEDGER_TABLE = "zakaz_schema_ledger"
@@ -50,9 +52,12 @@ class LedgerError(Exception):
     """The ledger is missing, altered or unreadable."""
 
 
-def ledger_ddl(schema: str, engine: str = "MergeTree") -> list[str]:
+def ledger_ddl(schema: str, engine: str = "MergeTree",
+               cluster: "cluster_mode.Cluster | None" = None) -> list[str]:
+    """The ledger table and its view; on a cluster, ON CLUSTER and replicated
+    across every node (app.cluster), so each one reads the same history."""
     cols = ",\n    ".join(f"{name} {type_}" for name, type_ in COLUMNS.items())
-    return [
+    statements = [
         f"CREATE TABLE IF NOT EXISTS {schema}.{LEDGER_TABLE}\n(\n    {cols}\n)\n"
         f"ENGINE = {engine}\nORDER BY seq",
         # argMax over the completed rows: the head set of the latest step.
@@ -62,24 +67,29 @@ def ledger_ddl(schema: str, engine: str = "MergeTree") -> list[str]:
         f"FROM {schema}.{LEDGER_TABLE}\n"
         f"WHERE status IN ({', '.join(quote_literal(s) for s in COMPLETED)})",
     ]
+    return [cluster_mode.rewrite(sql, cluster, default_database=schema, ledger=True) for sql in statements]
 
 
 MANAGED_DATABASES = ("zakaz", "meta", "bi")
 
 
-def ensure(conn, schema: str) -> None:
+def ensure(conn, schema: str, cluster: "cluster_mode.Cluster | None" = None) -> None:
     """Create the ledger and its view if missing; refuse a ledger altered by hand.
 
     A missing ledger beside a populated warehouse means it was dropped by
     hand (or the database was built by the old SQL files): creating an empty
-    one would make the chain run again over live tables, so refuse.
+    one would make the chain run again over live tables, so refuse.  A
+    ledger that does not match the mode (a local one in cluster mode, a
+    replicated one without it) is refused too: one node's history, or DDL
+    run on one node of a cluster, is how replicas drift apart.
     """
-    exists = conn.exec_driver_sql(
-        "SELECT count() FROM system.tables WHERE database = %(d)s AND name = %(t)s",
+    engine = conn.exec_driver_sql(
+        "SELECT engine FROM system.tables WHERE database = %(d)s AND name = %(t)s",
         {"d": schema, "t": LEDGER_TABLE},
     ).scalar()
-    if exists:
+    if engine:
         check_structure(conn, schema)
+        check_mode(schema, engine, cluster)
     else:
         objects = conn.exec_driver_sql(
             "SELECT count() FROM system.tables WHERE database IN %(dbs)s",
@@ -91,8 +101,25 @@ def ensure(conn, schema: str) -> None:
                 "the ledger was dropped by hand or the database predates zakaz-schema; "
                 "use `zakaz-schema adopt` (or restore the ledger from a backup)"
             )
-    for sql in ledger_ddl(schema):
+    for sql in ledger_ddl(schema, cluster=cluster):
         conn.exec_driver_sql(sql)
+
+
+def check_mode(schema: str, engine: str, cluster: "cluster_mode.Cluster | None") -> None:
+    replicated = engine.startswith("Replicated")
+    if cluster is not None and not replicated:
+        raise LedgerError(
+            f"cluster mode, but the ledger {schema}.{LEDGER_TABLE} is not replicated ({engine}): it was "
+            "created by a deploy without --cluster and only this node has the history. Rename it, "
+            f"create the replicated ledger (first statement of `zakaz-schema sql --cluster {cluster.name}`), "
+            "copy the rows over (INSERT INTO ... SELECT * FROM the renamed table), then deploy again"
+        )
+    if cluster is None and replicated:
+        raise LedgerError(
+            f"the ledger {schema}.{LEDGER_TABLE} is replicated ({engine}): this database was deployed "
+            "in cluster mode; pass --cluster NAME (alembic: -x cluster=NAME, or ZAKAZ_CLUSTER), "
+            "otherwise DDL would run on this node only"
+        )
 
 
 def check_structure(conn, schema: str) -> None:
@@ -182,16 +209,28 @@ def write(conn, schema: str, row: Row) -> None:
 
 
 def read_rows(conn, schema: str) -> list[dict[str, Any]]:
+    # Arrays come back as lists from chDB and the native driver but as text
+    # from the HTTP driver: JSON is read the same way by all three.
+    selected = ", ".join(
+        f"toJSONString({c}) AS {c}" if t.startswith("Array") else c for c, t in COLUMNS.items()
+    )
     try:
         result = conn.exec_driver_sql(
-            f"SELECT {', '.join(COLUMNS)} FROM {schema}.{LEDGER_TABLE} ORDER BY seq"
+            f"SELECT {selected} FROM {schema}.{LEDGER_TABLE} ORDER BY seq"
         )
     except Exception as exc:
         raise LedgerError(
             f"cannot read the ledger {schema}.{LEDGER_TABLE} ({str(getattr(exc, 'orig', exc)).splitlines()[0]}); "
             "run `zakaz-schema upgrade` to create it, or restore it if it was dropped by hand"
         ) from None
-    return [dict(r._mapping) for r in result]
+    arrays = [c for c, t in COLUMNS.items() if t.startswith("Array")]
+    rows = []
+    for r in result:
+        row = dict(r._mapping)
+        for c in arrays:
+            row[c] = json.loads(row[c])
+        rows.append(row)
+    return rows
 
 
 def current_heads(rows: list[dict[str, Any]]) -> list[str]:

@@ -9,6 +9,11 @@ visible to the next read, which is all the protocol needs.
 
 On the embedded engine the directory lock chDB takes is the guard: a second
 process cannot even open the database (see app.dbapi).
+
+On a cluster the lock table is replicated across every node (like the
+ledger), and a deploy syncs its replica before reading the claims, so claims
+made through another node are seen.  Claims are ordered by the deploy hosts'
+clocks (as on a single server): hosts deploying at once must keep time.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import time
 import uuid
 from contextlib import contextmanager
 
+from app import cluster as cluster_mode
 from app.dbapi import quote_literal
 from app.ledger import next_seq
 
@@ -31,15 +37,16 @@ class LockTimeout(Exception):
     """Another deploy holds the lock for longer than we were told to wait."""
 
 
-def lock_ddl(schema: str, engine: str = "MergeTree") -> str:
-    return (
+def lock_ddl(schema: str, engine: str = "MergeTree", cluster: "cluster_mode.Cluster | None" = None) -> str:
+    return cluster_mode.rewrite(
         f"CREATE TABLE IF NOT EXISTS {schema}.{LOCK_TABLE}\n"
         "(\n    seq UInt64,\n    claim_id String,\n    owner String,\n"
         "    action LowCardinality(String),\n    at DateTime64(3),\n    expires_at DateTime64(3)\n)\n"
         f"ENGINE = {engine}\nORDER BY seq\n"
         # Old claims are useless after expiry; TTL keeps the table small
         # without a DELETE.
-        "TTL toDateTime(expires_at) + toIntervalDay(1)"
+        "TTL toDateTime(expires_at) + toIntervalDay(1)",
+        cluster, default_database=schema, ledger=True,
     )
 
 
@@ -66,13 +73,17 @@ def live_claims(conn, schema: str) -> list[tuple[str, str]]:
 
 @contextmanager
 def deploy_lock(conn, schema: str, *, wait: float = DEFAULT_WAIT_SECONDS,
-                ttl: float = DEFAULT_TTL_SECONDS, owner: str | None = None, poll: float = 0.5):
+                ttl: float = DEFAULT_TTL_SECONDS, owner: str | None = None, poll: float = 0.5,
+                cluster: "cluster_mode.Cluster | None" = None):
     owner = owner or f"pid {os.getpid()} on {socket.gethostname()}"
-    conn.exec_driver_sql(lock_ddl(schema))
+    conn.exec_driver_sql(lock_ddl(schema, cluster=cluster))
     deadline = time.monotonic() + wait
     while True:
         claim_id = str(uuid.uuid4())
         _insert(conn, schema, claim_id, owner, "claim", ttl)
+        if cluster is not None:
+            # Claims inserted through other nodes reach this one by replication.
+            conn.exec_driver_sql(f"SYSTEM SYNC REPLICA {schema}.{LOCK_TABLE}")
         claims = live_claims(conn, schema)
         if claims and claims[0][0] == claim_id:
             break

@@ -4,6 +4,12 @@ Every operation is safe to re-run (ClickHouse DDL is not transactional: a
 revision that failed half-way is resumed by running it again), and renders to
 plain SQL in offline mode.  Names are ``database.object``.  Revisions import
 these functions; they never import the canonical schema.
+
+In cluster mode the ClickHouse implementation adds ``ON CLUSTER`` and
+Replicated engines to what these functions emit (app.cluster); the functions
+that move data (``rebuild_table``, ``copy_rows_once``) also wait for
+replicas, because an INSERT runs on the node we are connected to and reaches
+the other replicas by replication.
 """
 from __future__ import annotations
 
@@ -35,6 +41,36 @@ def restore_views(revision: str, names: list[str]) -> None:
 
 def _online() -> bool:
     return not op.get_context().as_sql
+
+
+def _cluster():
+    """The cluster settings of this run (app.cluster.Cluster), None on a single server."""
+    return getattr(op.get_context().impl, "cluster", None)
+
+
+def _sync_replica(name: str, *, everywhere: bool = False) -> None:
+    """Wait until replicas of ``name`` hold every part inserted anywhere so far.
+
+    ``everywhere``: on every node of the cluster (before the original of a
+    rebuild is dropped); else on the node we are connected to (before reading
+    it as the complete table).
+    """
+    cluster = _cluster()
+    where = f"{cluster.clause} " if everywhere else ""
+    _run(f"SYSTEM SYNC REPLICA {where}{name}")
+
+
+def _refuse_sharded(operation: str, name: str) -> None:
+    # An INSERT ... SELECT through one connection reads and writes the shard
+    # of the node we are connected to: on a sharded cluster the other shards'
+    # rows would be left behind (a rebuild would then swap in an empty table).
+    cluster = _cluster()
+    if cluster is not None and cluster.shards > 1 and _online():
+        raise RuntimeError(
+            f"{operation} of {name} copies rows through one connection, which on cluster "
+            f"{cluster.name!r} ({cluster.shards} shards) reaches one shard only; nothing was changed. "
+            "Run this revision per shard (one --url per shard, without ON CLUSTER) or on a one-shard cluster"
+        )
 
 
 def create_database(name: str) -> None:
@@ -111,6 +147,11 @@ def exchange_tables(a: str, b: str) -> None:
 
 def copy_rows_once(target: str, columns: str, select: str) -> None:
     """INSERT ... SELECT that only runs while ``target`` is empty (re-run safe backfill)."""
+    if _cluster() is not None:
+        _refuse_sharded("copy_rows_once", target)
+        # The emptiness guard reads this node's replica: it must already hold
+        # rows a failed earlier run inserted through another node.
+        _sync_replica(target)
     _run(
         f"INSERT INTO {target} ({columns})\n"
         f"SELECT * FROM ({select.strip()})\n"
@@ -148,6 +189,9 @@ def rebuild_table(name: str, columns: str, *, engine: str, order_by: str,
     after the swap, the old table (dropped once ``name`` has the wanted shape).
     """
     work = f"{name}__rebuild"
+    cluster = _cluster()
+    if cluster is not None:
+        _refuse_sharded("rebuild_table", name)
     if _online():
         probe = f"{name}__shape"
         _run(f"DROP TABLE IF EXISTS {probe} SYNC")
@@ -159,8 +203,13 @@ def rebuild_table(name: str, columns: str, *, engine: str, order_by: str,
             return
     _run(f"DROP TABLE IF EXISTS {work} SYNC")
     _run(_table_ddl(work, columns, engine, order_by, partition_by, ttl, if_not_exists=False))
+    if cluster is not None:
+        # The copy reads this node's replica of the original: make it whole first.
+        _sync_replica(name)
     _run(f"INSERT INTO {work} ({copy}) SELECT {copy} FROM {name}")
     if _online():
+        # Both counts read this node, which holds the whole original (synced
+        # above on a cluster) and the whole copy (inserted here).
         conn = op.get_bind()
         old = conn.exec_driver_sql(f"SELECT count() FROM {name}").scalar()
         new = conn.exec_driver_sql(f"SELECT count() FROM {work}").scalar()
@@ -169,6 +218,10 @@ def rebuild_table(name: str, columns: str, *, engine: str, order_by: str,
                 f"rebuild of {name} copied {new} of {old} rows; the original is untouched "
                 f"and {work} holds the partial copy: run the upgrade again"
             )
+    if cluster is not None:
+        # The copy reaches the other replicas by replication; the swap and the
+        # drop of the original wait until every replica holds all of it.
+        _sync_replica(work, everywhere=True)
     exchange_tables(name, work)
     _run(f"DROP TABLE IF EXISTS {work} SYNC")
 

@@ -6,7 +6,11 @@ may also share its open connection) or ``alembic -x key=value``:
 * ``url``: the database (else ZAKAZ_DATABASE_URL, else the embedded default);
 * ``allow_data_loss``: let a downgrade drop tables or columns holding rows;
 * ``resume``: re-run on top of a failed or interrupted step;
-* ``reporter``: a callable receiving one dict per finished step (CLI output).
+* ``reporter``: a callable receiving one dict per finished step (CLI output);
+* ``cluster`` (and ``cluster_keeper_path``, ``cluster_replica``,
+  ``cluster_ledger_keeper_path``, ``cluster_ledger_replica``,
+  ``ddl_task_timeout``, ``ddl_output_mode``): cluster mode, see app.cluster;
+  also from the environment (ZAKAZ_CLUSTER, ...).
 """
 from __future__ import annotations
 
@@ -19,9 +23,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from app import cluster as cluster_mode
 from app import impl as _impl  # noqa: F401 - registers the ClickHouse implementation with alembic
 from app import ledger
-from app.config import resolve_url
+from app.config import ConfigError, resolve_url
 
 log = logging.getLogger("zakaz_schema")
 
@@ -50,6 +55,7 @@ class Options:
     reporter: Callable[[dict], None] | None = None
     fail_at: tuple[str, int] | None = None
     lock_wait: float = 60.0
+    cluster: cluster_mode.Cluster | None = None
 
 
 def options_from(context) -> Options:
@@ -63,6 +69,7 @@ def options_from(context) -> Options:
         reporter=attrs.get("reporter"),
         fail_at=fail_at,
         lock_wait=float(attrs.get("lock_wait") or x.get("lock_wait") or 60),
+        cluster=cluster_mode.from_options(attrs, x),
     )
 
 
@@ -104,10 +111,16 @@ class StepRecorder:
         self.options = options
         self.impl = self.mc.impl
         self.impl.fail_at = options.fail_at
+        self.impl.cluster = options.cluster
+        self.impl.default_database = schema
         self.script = context.script
         # Steps run one at a time: the wrapper notes when the current one
         # started, alembic's callback closes it.
         self._current: tuple[str, float, dt.datetime] | None = None
+        # The head set after the latest completed step: read from the ledger
+        # once (preflight), then kept from alembic's callbacks.  Re-reading the
+        # whole ledger before every step made a chain of n revisions O(n^2).
+        self._heads: list[str] | None = None
 
     # -- ledger output ---------------------------------------------------------
     def _write(self, row: ledger.Row) -> None:
@@ -130,7 +143,9 @@ class StepRecorder:
 
     def _preflight(self, planned) -> None:
         conn = self.mc.connection
-        problem = ledger.open_problem(ledger.read_rows(conn, self.schema))
+        rows = ledger.read_rows(conn, self.schema)
+        self._heads = ledger.current_heads(rows)
+        problem = ledger.open_problem(rows)
         runs_revisions = any(hasattr(step, "revision") for step in planned)
         if problem and runs_revisions and not self.options.resume:
             raise MigrationBlocked(
@@ -193,7 +208,9 @@ class StepRecorder:
         return run
 
     def _heads_now(self) -> list[str]:
-        return ledger.current_heads(ledger.read_rows(self.mc.connection, self.schema))
+        if self._heads is None:
+            self._heads = ledger.current_heads(ledger.read_rows(self.mc.connection, self.schema))
+        return list(self._heads)
 
     def on_version_apply(self, ctx, step, heads, run_args) -> None:
         """alembic's per-step callback: the step is done and ``heads`` is the new head set."""
@@ -215,6 +232,7 @@ class StepRecorder:
             checksum=file_checksum(script.path) if script else "",
         )
         self._write(row)
+        self._heads = list(row.heads)
         if row.skipped:
             log.info("%s: %d access statement(s) checked with formatQuery and skipped "
                      "(the embedded engine has no access storage); see `zakaz-schema status`",
@@ -263,7 +281,8 @@ def _run_offline(context, options: Options) -> None:
     recorder = StepRecorder(context, schema, options)
     box.append(recorder)
     mc = context.get_context()
-    for sql in ledger.ledger_ddl(schema):
+    # clickhouse-client keeps SET for the session: the waits apply to the whole script.
+    for sql in cluster_mode.set_statements(options.cluster) + ledger.ledger_ddl(schema, cluster=options.cluster):
         mc.impl.static_output(sql + mc.impl.command_terminator)
     # alembic offers no per-step hook before a step runs; wrapping the step
     # generator is the narrowest place to add the ledger's "started" rows.
@@ -285,15 +304,33 @@ def _run_online(context, options: Options) -> None:
 
 def _migrate(context, conn, options: Options) -> None:
     schema = conn.dialect.default_schema_name or "default"
-    ledger.ensure(conn, schema)
+    if options.cluster is not None:
+        options.cluster = prepare_cluster(conn, options.cluster)
+    ledger.ensure(conn, schema, cluster=options.cluster)
     if conn.dialect.driver == "chdb":
         # chDB's directory lock already keeps other processes out.
         _run_steps(context, conn, schema, options)
         return
     from app.lock import deploy_lock
 
-    with deploy_lock(conn, schema, wait=options.lock_wait):
+    with deploy_lock(conn, schema, wait=options.lock_wait, cluster=options.cluster):
+        if options.cluster is not None:
+            # Steps applied through another node reach this one by
+            # replication: read the whole history before deciding anything.
+            conn.exec_driver_sql(f"SYSTEM SYNC REPLICA {schema}.{ledger.LEDGER_TABLE}")
         _run_steps(context, conn, schema, options)
+
+
+def prepare_cluster(conn, cluster: cluster_mode.Cluster) -> cluster_mode.Cluster:
+    """Check the server can run cluster mode; learn its shards and Replicated databases."""
+    if conn.dialect.driver == "chdb":
+        raise ConfigError(
+            f"--cluster {cluster.name} needs a ClickHouse server: the embedded engine has no "
+            "clusters or Keeper; review the cluster SQL offline with `zakaz-schema sql --cluster NAME`"
+        )
+    shards = cluster_mode.check_cluster_exists(conn, cluster)
+    cluster_mode.apply_ddl_settings(conn, cluster)
+    return cluster.with_shards(shards).with_replicated_databases(cluster_mode.replicated_databases(conn))
 
 
 def _run_steps(context, conn, schema: str, options: Options) -> None:

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from app.cluster import logical_engine
+
 TABLE = "table"
 VIEW = "view"
 MATERIALIZED_VIEW = "materialized_view"
@@ -302,7 +304,8 @@ def snapshot_schema(conn, databases: Iterable[str] = ("zakaz", "meta", "bi")) ->
             name=full_name,
             kind=kind,
             columns=tuple(columns_of.get(full_name, ())),
-            engine=clauses["ENGINE"],
+            # A cluster deploy makes engines Replicated: same table, compared as such.
+            engine=logical_engine(clauses["ENGINE"]),
             order_by=normalise_key(sorting_key),
             partition_by=normalise_key(partition_key),
             # system.tables has no TTL column: engine_full is the only source.

@@ -173,7 +173,8 @@ def apply(url: str | None = None, names: Iterable[str] | None = None,
         missing = [u.role for u in users if u.role not in roles]
         if missing:
             raise MissingRoles(
-                f"role {', '.join(missing)} does not exist on the server; "
+                f"{'role' if len(missing) == 1 else 'roles'} {', '.join(missing)} "
+                f"{'does' if len(missing) == 1 else 'do'} not exist on the server; "
                 "run `zakaz-schema upgrade` first (revision 0010 creates the roles)"
             )
         existing = {n for (n,) in conn.exec_driver_sql("SELECT name FROM system.users").all()}

@@ -1,0 +1,352 @@
+"""The framework on a real ClickHouse server (docker-compose.yml), native and HTTP.
+
+Run with `make test-server` (`pytest -m server -rs`).  pytest-docker starts the
+compose service in its own project (random admin password, free loopback
+ports, its own volume) and removes it afterwards.  Without a Docker engine or
+the compose plugin every test here is skipped, saying which is missing; plain
+`make test` skips them too (they start a container), unless ZAKAZ_SERVER_TESTS=1.
+CLICKHOUSE_IMAGE=clickhouse/clickhouse-server:<tag> runs them on another release.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+
+import pytest
+
+import server_support as support
+from app import commands, users
+from app.canonical import CANONICAL
+from app.config import PROJECT_ROOT
+from app.engine import ConnectionFailed, connect
+from app.ledger import LEDGER_TABLE
+
+pytestmark = pytest.mark.server
+
+PROTOCOLS = ("native", "http")
+# A password that breaks naive quoting in any of the three drivers.
+PASSWORDS = {
+    "ZAKAZ_ETL_WRITER_PASSWORD": "etl-'q\\b%s%%(x)s-Secret1",
+    "ZAKAZ_DATALENS_READER_PASSWORD": "reader-Secret-2",
+    "ZAKAZ_BACKUP_USER_PASSWORD": "backup-Secret-3",
+}
+
+
+# --- fixtures (pytest-docker) ----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def server_credentials(pytestconfig):
+    """Skip unless a Docker engine with compose is really there; else set the project's variables."""
+    reason = support.docker_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    if not support.server_suite_selected(pytestconfig):
+        pytest.skip(f"server tests start a container: run `make test-server` (pytest -m server) "
+                    f"or set {support.SERVER_TESTS_ENV}=1")
+    server = support.Server()
+    # docker compose takes these from the environment before .env, so the
+    # suite never uses (or needs) a developer's .env passwords or ports.
+    saved = {k: os.environ.get(k) for k in server.compose_environment()}
+    os.environ.update(server.compose_environment())
+    try:
+        yield server
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file(server_credentials):
+    return str(PROJECT_ROOT / "docker-compose.yml")
+
+
+@pytest.fixture(scope="session")
+def docker_compose_project_name():
+    return f"zakaz-schema-test-{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def server(docker_services, server_credentials) -> support.Server:
+    """The running service (compose `up --wait` waited for its healthcheck)."""
+    srv = server_credentials
+    srv.native_port = docker_services.port_for("clickhouse", 9000)
+    srv.http_port = docker_services.port_for("clickhouse", 8123)
+    for protocol in PROTOCOLS:
+        docker_services.wait_until_responsive(
+            check=lambda: support.responds(srv.url(protocol)), timeout=120, pause=1,
+        )
+    return srv
+
+
+@pytest.fixture
+def clean_server(server) -> support.Server:
+    support.reset(server)
+    yield server
+    support.reset(server)
+
+
+@pytest.fixture(params=PROTOCOLS)
+def server_url(request, clean_server) -> str:
+    """A deploy URL on an empty server: admin user, a fresh database for the ledger."""
+    return clean_server.url(request.param, support.fresh_database(clean_server))
+
+
+# --- helpers -------------------------------------------------------------------
+
+def protocol_of(url: str) -> str:
+    return "http" if url.startswith("clickhouse+http") else "native"
+
+
+def ledger_db(url: str) -> str:
+    return url.rsplit("/", 1)[-1]
+
+
+def sql(url: str, statement: str) -> list[tuple]:
+    return support.run_sql(url, statement)[0]
+
+
+def assert_denied(url: str, statement: str) -> None:
+    with connect(url) as conn:
+        with pytest.raises(Exception) as err:
+            conn.exec_driver_sql(statement)
+    text = str(err.value)
+    assert "ACCESS_DENIED" in text or "Not enough privileges" in text, text
+
+
+def literal_for(type_: str) -> str:
+    """A valid literal of a column type, for one-row inserts."""
+    base = re.sub(r"^(Nullable|LowCardinality)\((.*)\)$", r"\2", type_)
+    if base.startswith("Enum"):
+        return re.search(r"'[^']*'", base).group(0)
+    if base.startswith("FixedString"):
+        return "'" + "x" * int(re.search(r"\d+", base).group(0)) + "'"
+    if base == "Date":
+        return f"'{dt.date.today()}'"
+    if base.startswith("DateTime"):
+        return f"'{dt.datetime.now().replace(microsecond=0)}'"
+    if base == "UUID":
+        return "'00000000-0000-0000-0000-000000000001'"
+    if base.startswith(("UInt", "Int")):
+        return "1"
+    if base.startswith(("Float", "Decimal")):
+        return "1.5"
+    return "'x'"
+
+
+def one_row_insert(name: str) -> str:
+    """INSERT of one row into a canonical table, every column without a DEFAULT given."""
+    cols = [c for c in CANONICAL[name].columns if not c.default]
+    return (f"INSERT INTO {name} ({', '.join(c.name for c in cols)}) "
+            f"VALUES ({', '.join(literal_for(c.type) for c in cols)})")
+
+
+def revision_module(rev: str):
+    script = commands.script_directory(commands.alembic_config(None))
+    return script.get_revision(rev).module
+
+
+def covered(grants: list[tuple], access: str, name: str) -> bool:
+    db, _, table = name.partition(".")
+    return any(a == access and d == db and (t is None or t == table or t == "*") for a, d, t in grants)
+
+
+def role_grants(admin: str, role: str) -> list[tuple]:
+    return sql(admin, "SELECT access_type, database, table FROM system.grants "
+                      f"WHERE role_name = '{role}' AND NOT is_partial_revoke")
+
+
+def assert_at_head_and_canonical(url: str) -> None:
+    st = commands.status(url)
+    assert st.heads == st.script_heads and st.problem is None
+    # The server runs the access statements: nothing is recorded as skipped.
+    assert st.skipped == []
+    result = commands.verify(url)
+    assert [str(f) for f in result["findings"] if f.fatal] == []
+
+
+# --- the chain -------------------------------------------------------------------
+
+def test_upgrade_downgrade_upgrade_with_verify(server_url):
+    admin = server_url
+    commands.upgrade(server_url, "head")
+    assert_at_head_and_canonical(server_url)
+
+    # Revision 0010 ran for real: the roles exist with grants on exactly the
+    # objects the revision names, every one of which exists.
+    roles = {r for (r,) in sql(admin, "SELECT name FROM system.roles")}
+    assert set(support.ROLES) <= roles
+    m = revision_module("0010")
+    etl, reader, backup = (role_grants(admin, r) for r in support.ROLES)
+    for name in m.ETL_WRITES:
+        assert covered(etl, "INSERT", name) and covered(etl, "SELECT", name), name
+    assert covered(etl, "SELECT", "meta.etl_alerts") and not covered(etl, "INSERT", "meta.backup_runs")
+    for name in m.READER_SELECTS:
+        assert covered(reader, "SELECT", name), name
+    assert not any(a == "INSERT" for a, _, _ in reader)
+    assert covered(backup, "INSERT", "meta.backup_runs") and covered(backup, "SELECT", "meta.backup_runs")
+    existing = {(d, t) for d, t in sql(admin, "SELECT database, name FROM system.tables")}
+    for a, d, t in etl + reader + backup:
+        assert t is None or (d, t) in existing, (a, d, t)
+
+    commands.downgrade(server_url, "base")
+    assert commands.status(server_url).heads == []
+    assert sql(admin, "SELECT name FROM system.databases WHERE name IN ('zakaz', 'meta', 'bi')") == []
+    # The downgrade of 0010 removed what it created.
+    assert not set(support.ROLES) & {r for (r,) in sql(admin, "SELECT name FROM system.roles")}
+
+    commands.upgrade(server_url, "head")
+    assert_at_head_and_canonical(server_url)
+
+
+def test_ledger_is_exact_with_the_default_mutations_sync(server_url):
+    # The server's default: UPDATE/DELETE would be asynchronous here.  The
+    # ledger never relies on one, so every read right after a step is exact.
+    assert int(sql(server_url, "SELECT getSetting('mutations_sync')")[0][0]) == 0
+    script = commands.script_directory(commands.alembic_config(server_url))
+    chain = [s.revision for s in reversed(list(script.walk_revisions()))]
+    for rev in chain:
+        commands.upgrade(server_url, rev)
+        assert commands.status(server_url).heads == [rev]
+        assert sql(server_url, "SELECT version_num FROM alembic_version") == [(rev,)]
+    for i in range(len(chain) - 1, -1, -1):
+        commands.downgrade(server_url, "-1", allow_data_loss=True)
+        expected = chain[i - 1: i] if i else []
+        assert commands.status(server_url).heads == expected
+    db = ledger_db(server_url)
+    rows = sql(server_url, "SELECT step_id, arrayStringConcat(arraySort(groupArray(status)), ',') "
+                           f"FROM {db}.{LEDGER_TABLE} GROUP BY step_id")
+    assert len(rows) == 2 * len(chain)
+    assert all(statuses == "applied,started" for _, statuses in rows), rows
+    assert sql(server_url, f"SELECT count() FROM system.mutations WHERE database = '{db}'") == [(0,)]
+
+
+# --- users and grants ------------------------------------------------------------
+
+def apply_users(url: str, passwords: dict[str, str] = PASSWORDS) -> list[dict]:
+    return users.apply(url, environ=passwords)
+
+
+def user_url(server: support.Server, protocol: str, env_name: str, database: str,
+             passwords: dict[str, str] = PASSWORDS) -> str:
+    name = next(u.name for u in users.APP_USERS if u.password_env == env_name)
+    return server.url(protocol, database, user=name, password=passwords[env_name])
+
+
+def test_users_apply_creates_then_updates_and_the_grants_take_effect(server_url, clean_server):
+    commands.upgrade(server_url, "head")
+    assert {d["action"] for d in apply_users(server_url)} == {"created"}
+    p = protocol_of(server_url)
+
+    etl = user_url(clean_server, p, "ZAKAZ_ETL_WRITER_PASSWORD", "zakaz")
+    with connect(etl) as conn:
+        # SET DEFAULT ROLE took effect: the role is active on login.
+        assert conn.exec_driver_sql("SELECT arrayStringConcat(currentRoles(), ',')").scalar() == "zakaz_etl"
+        # Loaders' tables, one of them the source of the materialized view
+        # (which then writes with its definer's rights, not the loader's).
+        for name in ("zakaz.stg_vk_ads_daily", "zakaz.stg_qtickets_api_orders_raw", "meta.etl_runs"):
+            conn.exec_driver_sql(one_row_insert(name))
+            assert conn.exec_driver_sql(f"SELECT count() FROM {name}").scalar() == 1, name
+    assert_denied(etl, "DROP TABLE zakaz.stg_vk_ads_daily")
+    assert_denied(etl, one_row_insert("meta.backup_runs"))
+
+    reader = user_url(clean_server, p, "ZAKAZ_DATALENS_READER_PASSWORD", "bi")
+    views = [name for name, obj in CANONICAL.items() if obj.kind != "table"]
+    assert len(views) == 17
+    with connect(reader) as conn:
+        for name in views:  # every dashboard view, as DataLens reads it
+            conn.exec_driver_sql(f"SELECT * FROM {name} LIMIT 1").all()
+        for name in revision_module("0010").READER_SELECTS:
+            conn.exec_driver_sql(f"SELECT * FROM {name} LIMIT 1").all()
+        # The row etl_writer loaded reached the materialized view.
+        assert conn.exec_driver_sql("SELECT count() FROM zakaz.mv_qtickets_sales_latest").scalar() == 1
+    assert_denied(reader, one_row_insert("zakaz.dm_sales_daily"))
+    assert_denied(reader, "SELECT * FROM zakaz.stg_qtickets_sales LIMIT 1")
+
+    backup = user_url(clean_server, p, "ZAKAZ_BACKUP_USER_PASSWORD", "meta")
+    with connect(backup) as conn:
+        conn.exec_driver_sql(one_row_insert("meta.backup_runs"))
+        assert conn.exec_driver_sql("SELECT count() FROM meta.backup_runs").scalar() == 1
+    assert_denied(backup, "SELECT * FROM zakaz.fact_qtickets_sales LIMIT 1")
+
+    # A second apply with new passwords updates the users: old ones stop working.
+    rotated = {k: v + "-rotated" for k, v in PASSWORDS.items()}
+    assert {d["action"] for d in apply_users(server_url, rotated)} == {"updated"}
+    with pytest.raises(ConnectionFailed, match="authentication failed"):
+        with connect(etl):
+            pass
+    assert support.responds(user_url(clean_server, p, "ZAKAZ_ETL_WRITER_PASSWORD", "zakaz", rotated))
+
+
+def test_users_apply_writes_no_password_to_output_ledger_or_server_logs(server_url):
+    commands.upgrade(server_url, "head")
+    env = {"ZAKAZ_DATABASE_URL": server_url, **PASSWORDS}
+    done = support.cli("users", "apply", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "3 user(s) applied" in done.stdout
+    db = ledger_db(server_url)
+    ledger_text = "\n".join(str(v) for row in sql(server_url, f"SELECT * FROM {db}.{LEDGER_TABLE}") for v in row)
+    with connect(server_url) as conn:
+        conn.exec_driver_sql("SYSTEM FLUSH LOGS")
+        for secret in PASSWORDS.values():
+            assert secret not in done.stdout + done.stderr
+            assert secret not in ledger_text
+            # Searched for reversed, so this query's own log entry cannot match.
+            logged = conn.exec_driver_sql(
+                "SELECT count() FROM system.query_log WHERE position(query, reverse(%(r)s)) > 0",
+                {"r": secret[::-1]},
+            ).scalar()
+            assert logged == 0, "the server's query log holds a password"
+
+
+def test_users_apply_refuses_before_the_roles_exist(server_url):
+    done = support.cli("users", "apply", env={"ZAKAZ_DATABASE_URL": server_url, **PASSWORDS})
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "zakaz_etl" in done.stderr and "zakaz-schema upgrade" in done.stderr
+    assert sql(server_url, "SELECT count() FROM system.users WHERE name = 'etl_writer'") == [(0,)]
+
+
+# --- operations that other commands build on ---------------------------------------
+
+def test_two_concurrent_upgrades_apply_once(server_url, clean_server):
+    if protocol_of(server_url) != "native":
+        pytest.skip("the lock is protocol-independent: exercised once, over native")
+    env = {"ZAKAZ_DATABASE_URL": server_url}
+    procs = [support.start_cli("upgrade", "head", "--json", env=env) for _ in range(2)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        results.append((proc.returncode, out, err))
+    applied_by = []
+    for rc, out, err in results:
+        assert clean_server.password not in out + err
+        if rc == 0:
+            steps = json.loads(out)["steps"]
+            if steps:
+                applied_by.append(len(steps))
+        else:
+            # The loser failed clearly, naming the lock, in one line.
+            assert len(err.strip().splitlines()) == 1 and "lock" in err.lower(), err
+    script_len = len(list(commands.script_directory(commands.alembic_config(server_url)).walk_revisions()))
+    assert applied_by == [script_len], results
+    db = ledger_db(server_url)
+    counts = sql(server_url, f"SELECT revision, countIf(status = 'applied'), countIf(status = 'failed') "
+                             f"FROM {db}.{LEDGER_TABLE} WHERE direction = 'upgrade' GROUP BY revision")
+    assert len(counts) == script_len and all(a == 1 and f == 0 for _, a, f in counts), counts
+    assert_at_head_and_canonical(server_url)
+
+
+def test_drill(server_url, clean_server):
+    env = {"ZAKAZ_DATABASE_URL": server_url}
+    done = support.cli("drill", "--url", server_url, "--yes", env=env)
+    assert "No such command" not in done.stderr, "zakaz-schema drill is not there yet"
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    assert clean_server.password not in output
+    assert not re.search(r"Traceback", output)
+    assert commands.status(server_url).problem is None
