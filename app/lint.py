@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from app.dbapi import quote_literal
-from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, DbObject, Schema, snapshot_schema
+from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Schema, snapshot_schema
 
 ERROR, WARNING = "error", "warning"
 
@@ -212,6 +212,11 @@ _MV_TO = re.compile(rf"^CREATE MATERIALIZED VIEW (?:IF NOT EXISTS )?{_NAME} TO (
 _KEY_COMMANDS = ("MODIFY_TTL", "MODIFY_ORDER_BY", "MODIFY_SAMPLE_BY", "MODIFY_PRIMARY_KEY")
 
 
+# Kinds whose names have no database part.
+_GLOBAL_KINDS = ("DATABASE", "ROLE", "USER", "FUNCTION", "QUOTA", "ROW POLICY", "SETTINGS PROFILE",
+                 "NAMED COLLECTION")
+
+
 def _unquote(ident: str) -> str:
     if ident.startswith("`") and ident.endswith("`"):
         return re.sub(r"\\(.)", r"\1", ident[1:-1])
@@ -221,6 +226,10 @@ def _unquote(ident: str) -> str:
 def _full_name(text: str, default_db: str) -> str:
     parts = [_unquote(p) for p in re.findall(_IDENT, text)]
     return ".".join(parts) if len(parts) > 1 else f"{default_db}.{parts[0]}"
+
+
+def _object_name(kind: str, text: str, default_db: str) -> str:
+    return _unquote(text) if kind in _GLOBAL_KINDS else _full_name(text, default_db)
 
 
 def _columns_of(text: str) -> list[str]:
@@ -240,10 +249,7 @@ class _Statement:
         m = self.match(_CREATE)
         if not m:
             return None
-        kind = m.group("kind")
-        name = _unquote(m.group("name")) if kind in ("DATABASE", "ROLE", "USER", "FUNCTION") \
-            else _full_name(m.group("name"), default_db)
-        return kind, name
+        return m.group("kind"), _object_name(m.group("kind"), m.group("name"), default_db)
 
 
 def _chunks_writer(out: list[str]):
@@ -461,7 +467,7 @@ def is_narrowing(old: str, new: str) -> bool:
     of, nf = re.fullmatch(r"FixedString\((\d+)\)", o), re.fullmatch(r"FixedString\((\d+)\)", n)
     if of and nf:
         return int(nf.group(1)) < int(of.group(1))
-    if (o, n) in (("Date", "Date32"), ("Date", "DateTime"), ("Date32", "DateTime64(3)")) or (
+    if (o, n) in (("Date", "Date32"), ("Date", "DateTime")) or (
             o.startswith("DateTime") and n.startswith("DateTime64")):
         return False
     ov, nv = _enum_values(o), _enum_values(n)
@@ -473,10 +479,8 @@ def is_narrowing(old: str, new: str) -> bool:
 # --- the linter ----------------------------------------------------------------------
 
 class _Lint:
-    def __init__(self, conn, url: str, url_db: str, cfg_factory, revisions: list[_Revision],
-                 checked: set[str]):
+    def __init__(self, conn, url_db: str, cfg_factory, revisions: list[_Revision], checked: set[str]):
         self.conn = conn
-        self.url = url
         self.url_db = url_db
         self.cfg_factory = cfg_factory
         self.revisions = revisions
@@ -578,7 +582,8 @@ class _Lint:
                 self._check_rerun(rev, direction, stmts)
                 for st in stmts:
                     self._check_keys(rev, direction, st)
-                    if direction == UPGRADE and st.match(_CREATE) and st.match(_CREATE).group("kind") == "MATERIALIZED VIEW":
+                    created = st.creates(self.url_db)
+                    if direction == UPGRADE and created and created[0] == "MATERIALIZED VIEW":
                         self._check_materialized_view(rev, st)
             # Grants: the chain's own statements say what exists at each one.
             for st in rev.statements.get(UPGRADE, []):
@@ -592,8 +597,7 @@ class _Lint:
                 continue
             m = st.match(_DROP)
             if m:
-                name = _full_name(m.group("name"), self.url_db) if m.group("kind") not in (
-                    "DATABASE", "ROLE", "USER", "FUNCTION") else _unquote(m.group("name"))
+                name = _object_name(m.group("kind"), m.group("name"), self.url_db)
                 if m.group("ie"):
                     dropped_if_exists.add(name)
                 else:
@@ -614,14 +618,12 @@ class _Lint:
             m = st.match(_ALTER)
             if m:
                 table = _full_name(m.group("name"), self.url_db)
-                for col in re.findall(rf"\(ADD COLUMN (?!IF NOT EXISTS )({_IDENT})", st.norm):
-                    self.report("create-if-not-exists", rev,
-                                f"{direction}: ADD COLUMN {table}.{_unquote(col)} without IF NOT EXISTS "
-                                "fails when the revision is re-run", self._needles(f"{table}.{_unquote(col)}"), direction)
-                for col in re.findall(rf"\(DROP COLUMN (?!IF EXISTS )({_IDENT})", st.norm):
-                    self.report("drop-if-exists", rev,
-                                f"{direction}: DROP COLUMN {table}.{_unquote(col)} without IF EXISTS "
-                                "fails when the revision is re-run", self._needles(f"{table}.{_unquote(col)}"), direction)
+                for rule, verb, guard in (("create-if-not-exists", "ADD", "IF NOT EXISTS"),
+                                          ("drop-if-exists", "DROP", "IF EXISTS")):
+                    for col in re.findall(rf"\({verb} COLUMN (?!{guard} )({_IDENT})", st.norm):
+                        column = f"{table}.{_unquote(col)}"
+                        self.report(rule, rev, f"{direction}: {verb} COLUMN {column} without {guard} "
+                                    "fails when the revision is re-run", self._needles(column), direction)
 
     def _check_keys(self, rev: _Revision, direction: str, st: _Statement) -> None:
         if not st.norm:
@@ -641,10 +643,12 @@ class _Lint:
                 self.engines[st.creates(self.url_db)[1]] = next(iter(_function_names(storage[0])), "")
         parts = _subtrees(tree, ("Storage definition",)) + _subtrees(
             tree, tuple(f"AlterCommand {c}" for c in _KEY_COMMANDS))
-        bad = sorted({f for part in parts for f in _function_names(part) if self.functions.is_nondeterministic(f)})
+        bad = sorted({f for part in parts for f in _function_names(part)
+                      if self.functions.is_nondeterministic(f)})
         if bad:
             self.nondeterministic_found.add(rev.id)
-            name = st.creates(self.url_db)[1] if created else _full_name(st.match(_ALTER).group("name"), self.url_db)
+            name = st.creates(self.url_db)[1] if created else \
+                _full_name(st.match(_ALTER).group("name"), self.url_db)
             self.report("nondeterministic-key", rev,
                         f"{direction}: {name}: PARTITION BY / ORDER BY / TTL uses "
                         f"{', '.join(b + '()' for b in bad)}, which gives a different value each time",
@@ -661,7 +665,8 @@ class _Lint:
         now = sorted({f for f in functions if self.functions.is_current_time(f)})
         if now:
             self.report("mv-current-time", rev,
-                        f"materialized view {name} filters on the current time ({', '.join(f + '()' for f in now)}): "
+                        f"materialized view {name} filters on the current time "
+                        f"({', '.join(f + '()' for f in now)}): "
                         "it is evaluated once per inserted block, so rows never leave the window; "
                         "filter on time in a view over it instead",
                         [f"{f}()" for f in now] + self._needles(name), UPGRADE)
@@ -688,7 +693,7 @@ class _Lint:
             kind, name = created
             if kind == "DATABASE":
                 databases.add(name)
-            elif kind not in ("ROLE", "USER", "FUNCTION", "QUOTA", "ROW POLICY", "SETTINGS PROFILE", "NAMED COLLECTION"):
+            elif kind not in _GLOBAL_KINDS:
                 objects.add(name)
             return
         m = st.match(_DROP)
@@ -845,7 +850,8 @@ class _Lint:
         code = getattr(exc, "code", 0) or getattr(getattr(exc.__cause__, "orig", None), "code", 0)
         text = _step_error(exc)
         sql = getattr(exc.__cause__, "statement", None) or ""
-        norm = self.conn.exec_driver_sql("SELECT formatQuerySingleLineOrNull(%(q)s)", {"q": sql}).scalar() if sql else None
+        norm = self.conn.exec_driver_sql(
+            "SELECT formatQuerySingleLineOrNull(%(q)s)", {"q": sql}).scalar() if sql else None
         st = _Statement(sql, norm)
         created = st.creates(self.url_db)
         if created and created[0] in ("VIEW", "MATERIALIZED VIEW"):
@@ -877,7 +883,8 @@ class _Lint:
         if not missing:
             return None
         stmts = rev.statements.get(UPGRADE, [])
-        view_at = next((i for i, s in enumerate(stmts) if (s.creates(self.url_db) or ("", ""))[1] == view), None)
+        view_at = next((i for i, s in enumerate(stmts)
+                        if (s.creates(self.url_db) or ("", ""))[1] == view), None)
         if view_at is None:
             return None
         for s in stmts[view_at + 1:]:
@@ -926,6 +933,7 @@ class _Lint:
             elif obj.kind != VIEW and (after.uuids.get(name) != before.uuids.get(name) or any(
                     new.column(c.name) is None or new.column(c.name).type != c.type for c in obj.columns)):
                 changed.add(name)
+        culprits = sorted(changed)
         pending = dict(after.queries)
         while changed:
             affected = {v: q for v, q in pending.items() if any(_mentions(q, c) for c in changed)}
@@ -939,7 +947,7 @@ class _Lint:
                 try:
                     self.conn.exec_driver_sql(sql.replace("%", "%%")).all()
                 except Exception as exc:
-                    culprit = next((c for c in sorted(before.schema) if _mentions(query, c)), name)
+                    culprit = next((c for c in culprits if _mentions(query, c)), culprits[0])
                     self.report("view-reference", rev,
                                 f"{'view' if obj.kind == VIEW else 'materialized view'} {name} no longer works "
                                 f"after this revision: {_one_line(exc)}",
@@ -949,7 +957,7 @@ class _Lint:
 def _mentions(query: str, name: str) -> bool:
     # Views may name tables with or without their database: the bare name
     # counts too (an extra check costs a query, a missed one a broken view).
-    return re.search(r"(?<![\w.`])`?" + re.escape(name.split(".", 1)[1]) + r"`?(?![\w`])", query) is not None
+    return re.search(r"(?<![\w`])`?" + re.escape(name.split(".", 1)[1]) + r"`?(?![\w`])", query) is not None
 
 
 def _quoted(name: str) -> str:
@@ -1023,7 +1031,8 @@ def _copies(stmts: list[_Statement], default_db: str) -> dict[str, list[str] | N
     return out
 
 
-def _losses(before: _State, after: _State, stmts: list[_Statement], default_db: str) -> list[tuple[str, str, str]]:
+def _losses(before: _State, after: _State, stmts: list[_Statement],
+            default_db: str) -> list[tuple[str, str, str]]:
     """What a step loses: (rule, "db.table[.column]", message)."""
     out = []
     copies = _copies(stmts, default_db)
@@ -1090,7 +1099,8 @@ def _restore_differences(before: _State, after: _State) -> list[str]:
 
 # --- entry point -------------------------------------------------------------------------
 
-def lint_revisions(revisions: Sequence[str] | None = None, *, script_location: str | None = None) -> LintReport:
+def lint_revisions(revisions: Sequence[str] | None = None, *,
+                   script_location: str | None = None) -> LintReport:
     """Lint ``revisions`` (ids; default all) of the chain in ``script_location``.
 
     Builds a throwaway embedded database in a temporary directory; nothing
@@ -1117,7 +1127,7 @@ def lint_revisions(revisions: Sequence[str] | None = None, *, script_location: s
         checked = set(wanted)
         report = LintReport(revisions=[r.id for r in revs if r.id in checked])
         with connect(url) as conn:
-            linter = _Lint(conn, url, "default", cfg_factory, revs, checked)
+            linter = _Lint(conn, "default", cfg_factory, revs, checked)
             heads = [r for r in revs if linter._is_head(r.id)]
             for rev in revs:
                 doc = (rev.module.__doc__ or "").strip()

@@ -166,11 +166,13 @@ def test_deploy_lock_protocol(db_url):
 
 
 def test_expired_lock_does_not_block(db_url):
-    from app.lock import deploy_lock, live_claims
+    from app.lock import _insert, deploy_lock, live_claims, lock_ddl
 
     with connect(db_url) as conn:
-        dead = deploy_lock(conn, "default", owner="dead deploy", ttl=0.5)
-        dead.__enter__()  # never released: its process "died"
+        conn.exec_driver_sql(lock_ddl("default"))
+        # A claim that is never released: its process died.
+        _insert(conn, "default", "dead-claim", "dead deploy", "claim", ttl=0.5)
+        assert [o for _, o in live_claims(conn, "default")] == ["dead deploy"]
         time.sleep(0.7)
         assert live_claims(conn, "default") == []
         with deploy_lock(conn, "default", owner="next deploy", wait=0.1):
