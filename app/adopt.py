@@ -46,13 +46,14 @@ import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from app import ledger
+from app.canonical import MANAGED_DATABASES
 from app.config import PROJECT_ROOT, mask_url, resolve_url
-from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Column, DbObject, Schema
+from app.dbapi import quote_literal
+from app.schema import TABLE, VIEW, Column, DbObject, Schema
 
-MANAGED_DATABASES = ("zakaz", "meta", "bi")
 # Bump when the cached form of a revision state changes.
 CACHE_FORMAT = "adopt-states-1"
 SCRATCH_DATABASE = "zakaz_adopt_scratch"
@@ -115,6 +116,11 @@ def _exec(conn, sql: str, params: dict | None = None):
     if params is None:
         sql = sql.replace("%", "%%")
     return conn.exec_driver_sql(sql, params or {})
+
+
+def _quoted(name: str) -> str:
+    """``db.name`` with both parts quoted: unmanaged objects may have any name."""
+    return ".".join("`" + part.replace("\\", "\\\\").replace("`", "\\`") + "`" for part in name.split(".", 1))
 
 
 def _linear_chain(script) -> list:
@@ -514,6 +520,9 @@ class _Planner:
                 base = _first_index(self.states, name, start=self.r + 1)
                 if base is None:
                     self.unmanaged.append(f"{name} ({got.kind.replace('_', ' ')})")
+                    if name.endswith("__adopt"):
+                        self.notes.append(f"{name} looks like the copy left by an interrupted adoption's "
+                                          "rebuild; check it and drop it by hand")
                     continue
                 self.ahead.append({"object": name, "column": "", "revision": self.rev(base),
                                    "matches": not self._object_differs(got, base)})
@@ -591,11 +600,11 @@ class _Planner:
             previous = col.name
 
         if rebuild_to is None:
-            rebuild_to = self._chain_rebuild_would_drop(got, base)
+            rebuild_to = self._chain_rebuild_would_drop(got, base, kept)
         if rebuild_to is not None:
             self._rebuild(got, *rebuild_to, kept=kept)
 
-    def _chain_rebuild_would_drop(self, got: DbObject, base: int) -> tuple[int, str] | None:
+    def _chain_rebuild_would_drop(self, got: DbObject, base: int, kept: list[str]) -> tuple[int, str] | None:
         """A later revision rebuilds this table (engine or keys change) and the live table has
         columns the rebuild's copy may not know: do that rebuild now, keeping every column."""
         name = got.name
@@ -606,7 +615,7 @@ class _Planner:
             if any(getattr(before, f) != getattr(after, f) for f in _KEY_FIELDS):
                 if any(getattr(got, f) != getattr(before, f) for f in _KEY_FIELDS):
                     return None  # the live table has other keys already
-                extra = [c.name for c in got.columns if before.column(c.name) is None]
+                extra = [c for c in kept if before.column(c) is None]
                 if not extra:
                     return None
                 missing_later = [c for c in extra if after.column(c) is None]
@@ -631,7 +640,7 @@ class _Planner:
             "modify_ttl", name,
             f"TTL is {got.ttl or '(none)'}, revision {self.rev(base)} has {target.ttl}; rows already past "
             "the new TTL are deleted by it",
-            [f"ALTER TABLE {name} MODIFY TTL {target.ttl}"], loses=[name],
+            [f"ALTER TABLE {name} MODIFY TTL {target.ttl} SETTINGS mutations_sync = 2"], loses=[name],
             risk_sql=f"SELECT countIf(({target.ttl}) <= now()) FROM {name}",
         ))
 
@@ -665,7 +674,9 @@ class _Planner:
             # read the DEFAULT expression: store it first, so changing the
             # expression changes no existing row.
             statements.append(f"ALTER TABLE {name} MATERIALIZE COLUMN {have.name} SETTINGS mutations_sync = 2")
-        statements.append(f"ALTER TABLE {name} MODIFY COLUMN {_column_spec(want)}")
+        # Waited for: on a server a type change is a mutation, and the stamp
+        # must come after the data is converted.
+        statements.append(f"ALTER TABLE {name} MODIFY COLUMN {_column_spec(want)} SETTINGS mutations_sync = 2")
         if have.default and not want.default:
             # MODIFY COLUMN with a type only keeps the old DEFAULT.
             statements.append(f"ALTER TABLE {name} MODIFY COLUMN {have.name} REMOVE DEFAULT")
@@ -692,7 +703,7 @@ class _Planner:
         self.ops.append(Operation(
             "drop_column", target,
             f"column {col.spec} is in no revision; verify would report it as unmanaged",
-            [f"ALTER TABLE {got.name} DROP COLUMN IF EXISTS {col.name}"], loses=[target],
+            [f"ALTER TABLE {got.name} DROP COLUMN IF EXISTS {col.name} SETTINGS mutations_sync = 2"], loses=[target],
             risk_sql=f"SELECT count() FROM {got.name}",
         ))
 
@@ -735,9 +746,11 @@ class _Planner:
                             f"({', '.join(target.column_names)})")
         if name in self.unselectable:
             problems.append(f"it cannot be selected from ({self.unselectable[name]})")
-        if not problems and base == self.r:
-            live_sql = _normal_sql(self.view_sql.get(name, ""))
-            if live_sql != _normal_sql(self.states[base].ddl.get(name, "")):
+        if not problems:
+            # A query a later revision gives (repointed by hand) is as good:
+            # that revision replaces the view anyway.
+            allowed = {_normal_sql(s.ddl[name]) for s in self.states[base:] if name in s.ddl}
+            if _normal_sql(self.view_sql.get(name, "")) not in allowed:
                 problems.append(f"its query differs from revision {self.rev(base)}'s")
         if problems:
             self._create_view(name, base, "; ".join(problems))
@@ -782,12 +795,18 @@ def _annotate(findings: list, live: Schema, states: list[RevisionState], r: int)
     out = []
     for f in findings:
         d = f.to_dict()
-        note = ""
+        d.pop("fatal")
+        d["revision"] = ""
         if f.kind in ("unmanaged_object", "unmanaged_column"):
             k = _first_index(states, f.object, f.column or None, start=r + 1)
-            note = (f"from revision {states[k].revision}, already present (applied by hand)" if k is not None
-                    else "in no revision")
-        d["note"] = note
+            if k is not None:
+                d["revision"] = states[k].revision
+                d["message"] = (f"{f.target} ({f.actual.replace('_', ' ')}) is from revision "
+                                f"{states[k].revision}: already there (applied by hand)")
+            elif f.kind == "unmanaged_object":
+                d["message"] = f"unmanaged {f.actual.replace('_', ' ')} {f.object}: in no revision, left untouched"
+            else:
+                d["message"] = f"unmanaged column {f.target} ({f.actual}): in no revision"
         out.append(d)
     return out
 
@@ -809,10 +828,15 @@ def _read_live(conn):
         f"SELECT database, name, as_select FROM system.tables WHERE database IN ({in_list}) AND engine = 'View'"
     ))}
     unselectable = {}
-    for name, obj in live.items():
-        if obj.kind != TABLE:
+    views = [name for name, obj in live.items() if obj.kind != TABLE]
+    try:
+        # One query for all views; one each only when some view fails.
+        if views:
+            _exec(conn, " UNION ALL ".join(f"SELECT count() FROM (SELECT * FROM {_quoted(v)} LIMIT 0)" for v in views)).all()
+    except Exception:
+        for name in views:
             try:
-                _exec(conn, f"SELECT * FROM {name} LIMIT 0").all()
+                _exec(conn, f"SELECT * FROM {_quoted(name)} LIMIT 0").all()
             except Exception as exc:
                 unselectable[name] = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
     version = _exec(conn, "SELECT version()").scalar()
@@ -828,6 +852,7 @@ def plan_adoption(url: str | None = None, *, script_location: str | None = None,
     that says why.
     """
     from app.engine import connect
+    from app.verify import compare_schema
 
     url = resolve_url(url)
     # The replay opens a scratch embedded database: done before the live
@@ -864,10 +889,10 @@ def plan_adoption(url: str | None = None, *, script_location: str | None = None,
         blocked = {i: blocking_differences(live, states, i) for i in range(len(states))}
         contained = [i for i, found in blocked.items() if not found]
         r = max(contained) if contained else None
-        for i in range(len(states)):
-            if blocked[i] and (r is None or i > r):
-                plan.blocked_at[states[i].revision] = blocked[i][:5] + (
-                    [f"... and {len(blocked[i]) - 5} more"] if len(blocked[i]) > 5 else [])
+        # Why not the next revision (later ones differ at least as much).
+        for i in ([r + 1] if r is not None and r + 1 < len(states) else []):
+            plan.blocked_at[states[i].revision] = blocked[i][:8] + (
+                [f"... and {len(blocked[i]) - 8} more"] if len(blocked[i]) > 8 else [])
         if r is None:
             plan.refusals.append("the database does not fully contain the schema of any revision")
             return plan
@@ -885,7 +910,7 @@ def plan_adoption(url: str | None = None, *, script_location: str | None = None,
             plan.refusals.append(
                 "the database matches no revision: "
                 + ", ".join(f"{n} (created by {created_by[n]})" for n in missing)
-                + f" missing, while it holds tables created by later revisions ({', '.join(holders)}); "
+                + f" missing, while it holds tables created by revisions {', '.join(holders)}; "
                 "restore the missing table(s) from a backup (or create them as that revision defines them), "
                 "then adopt again"
             )
@@ -894,8 +919,6 @@ def plan_adoption(url: str | None = None, *, script_location: str | None = None,
 
         plan.revision = states[r].revision
         plan.pending = [s.revision for s in states[r + 1:]]
-        from app.verify import compare_schema
-
         plan.differences = _annotate(compare_schema(live, states[r].schema, MANAGED_DATABASES), live, states, r)
         planner = _Planner(live, states, r, view_sql, unselectable)
         planner.plan()
@@ -939,15 +962,24 @@ def _content_queries(live: Schema, skip: set[str], cutoff: str) -> dict[str, str
         checksum = f"toString(sum(cityHash64({args})))" if columns else "'0'"
         final = " FINAL" if any(part in obj.engine for part in COLLAPSING) else ""
         where = f" WHERE NOT (({obj.ttl}) <= toDateTime('{cutoff}'))" if obj.ttl else ""
-        queries[name] = f"SELECT count(), {checksum} FROM {name}{final}{where}"
+        queries[name] = f"SELECT {quote_literal(name)}, count(), {checksum} FROM {_quoted(name)}{final}{where}"
     return queries
 
 
 def _run_content(conn, queries: dict[str, str]) -> dict[str, tuple[int, str] | str]:
     out: dict[str, tuple[int, str] | str] = {}
+    if not queries:
+        return out
+    try:
+        # One query for all tables; table by table only when one is unreadable.
+        for name, count, checksum in _exec(conn, "\nUNION ALL\n".join(queries.values())).all():
+            out[name] = (int(count), str(checksum))
+        return out
+    except Exception:
+        pass
     for name, sql in queries.items():
         try:
-            count, checksum = _exec(conn, sql).one()
+            _, count, checksum = _exec(conn, sql).one()
             out[name] = (int(count), str(checksum))
         except Exception as exc:
             out[name] = "unreadable: " + str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]

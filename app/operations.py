@@ -69,7 +69,8 @@ def _refuse_sharded(operation: str, name: str) -> None:
         raise RuntimeError(
             f"{operation} of {name} copies rows through one connection, which on cluster "
             f"{cluster.name!r} ({cluster.shards} shards) reaches one shard only; nothing was changed. "
-            "Run this revision per shard (one --url per shard, without ON CLUSTER) or on a one-shard cluster"
+            "Data-moving revisions are supported on one-shard clusters; elsewhere run this step by hand "
+            "on each shard, then `zakaz-schema repair REVISION --mark-applied`"
         )
 
 
@@ -155,7 +156,10 @@ def copy_rows_once(target: str, columns: str, select: str) -> None:
     _run(
         f"INSERT INTO {target} ({columns})\n"
         f"SELECT * FROM ({select.strip()})\n"
-        f"WHERE (SELECT count() FROM {target}) = 0"
+        f"WHERE (SELECT count() FROM {target}) = 0\n"
+        # A ReplacingMergeTree target would otherwise collapse rows with one
+        # key inside the insert itself: a backfill keeps every row.
+        "SETTINGS optimize_on_insert = 0"
     )
 
 
@@ -206,7 +210,9 @@ def rebuild_table(name: str, columns: str, *, engine: str, order_by: str,
     if cluster is not None:
         # The copy reads this node's replica of the original: make it whole first.
         _sync_replica(name)
-    _run(f"INSERT INTO {work} ({copy}) SELECT {copy} FROM {name}")
+    # optimize_on_insert = 0: unmerged duplicates must survive the copy (and
+    # the row count check below), as they would in the original table.
+    _run(f"INSERT INTO {work} ({copy}) SELECT {copy} FROM {name} SETTINGS optimize_on_insert = 0")
     if _online():
         # Both counts read this node, which holds the whole original (synced
         # above on a cluster) and the whole copy (inserted here).

@@ -153,3 +153,16 @@ def test_offline_sql_has_ledger_inserts_and_no_password():
     assert sql.count("INSERT INTO default.zakaz_schema_ledger") == 11
     assert "GRANT INSERT, SELECT ON meta.backup_runs TO zakaz_backup" in sql
     assert "RENAME TABLE" not in sql or "EXCHANGE TABLES" in sql
+
+
+def test_rebuild_and_backfill_keep_unmerged_duplicates(db_url, query):
+    commands.upgrade(db_url, "0007")
+    for ver in (1, 2):  # two inserts: two parts, one key, not merged yet
+        query("INSERT INTO zakaz.stg_qtickets_sheets_inventory (event_id, city, tickets_total, tickets_left, _ver, hash_low_card) "
+              f"VALUES ('evt-1', 'moscow', 100, {50 - ver}, {ver}, 'h')")
+        query("INSERT INTO zakaz.fact_qtickets_inventory (event_id, city, tickets_total, tickets_left, _ver) "
+              f"VALUES ('evt-1', 'moscow', 100, {50 - ver}, {ver})")
+    commands.upgrade(db_url, "0009")
+    assert query("SELECT _ver, tickets_left FROM zakaz.stg_qtickets_sheets_inventory ORDER BY _ver") == [(1, 49), (2, 48)]
+    assert query("SELECT _ver, tickets_left FROM zakaz.fact_qtickets_inventory_latest ORDER BY _ver") == [(1, 49), (2, 48)]
+    assert query("SELECT tickets_left FROM zakaz.fact_qtickets_inventory_latest FINAL") == [(48,)]
