@@ -556,6 +556,16 @@ def apply_ddl_settings(conn, cluster: Cluster) -> None:
                           "set them in the server's user profile instead")
 
 
+def run_ddl(conn, sql: str, cluster: Cluster | None) -> None:
+    """Run DDL outside alembic (the ledger's, the lock's); a code 159 is explained like a step's."""
+    try:
+        conn.exec_driver_sql(sql)
+    except Exception as exc:
+        if is_distributed_ddl(sql, cluster) and error_code(exc) == DISTRIBUTED_DDL_TIMEOUT:
+            raise explain_ddl_timeout(conn, cluster, exc, sql) from exc
+        raise
+
+
 def set_statements(cluster: Cluster | None) -> list[str]:
     """The same settings as statements, for offline SQL run by clickhouse-client."""
     if cluster is None:

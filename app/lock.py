@@ -76,7 +76,7 @@ def deploy_lock(conn, schema: str, *, wait: float = DEFAULT_WAIT_SECONDS,
                 ttl: float = DEFAULT_TTL_SECONDS, owner: str | None = None, poll: float = 0.5,
                 cluster: "cluster_mode.Cluster | None" = None):
     owner = owner or f"pid {os.getpid()} on {socket.gethostname()}"
-    conn.exec_driver_sql(lock_ddl(schema, cluster=cluster))
+    cluster_mode.run_ddl(conn, lock_ddl(schema, cluster=cluster), cluster)
     deadline = time.monotonic() + wait
     while True:
         claim_id = str(uuid.uuid4())

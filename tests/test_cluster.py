@@ -1,0 +1,234 @@
+"""Cluster mode on a real cluster: the compose profile ``cluster``.
+
+ClickHouse Keeper and two replicas (ch1, ch2) of one shard, configured by
+docker/cluster/*.xml; the deploys run with ``cluster="zakaz"``.  Run with
+``pytest -m cluster -rs`` (or ZAKAZ_CLUSTER_TESTS=1): pytest-docker starts the
+profile in a project of its own (random admin password, loopback ports Docker
+picks, its own volumes) and removes it afterwards.  Without a Docker engine
+or the compose plugin every test here is skipped, saying which is missing.
+The SQL cluster mode renders is checked everywhere by test_cluster_sql.py.
+"""
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from pytest_docker.plugin import DockerComposeExecutor, get_docker_services
+
+import server_support as support
+from app import cluster as cluster_mode
+from app import commands, ledger
+from app.canonical import MANAGED_DATABASES
+from app.config import PROJECT_ROOT
+from app.engine import connect
+from app.runtime import StepFailed
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+CLUSTER = "zakaz"
+NODES = ("ch1", "ch2")
+CLUSTER_TESTS_ENV = "ZAKAZ_CLUSTER_TESTS"
+COMPOSE_FILE = str(PROJECT_ROOT / "docker-compose.yml")
+SERVICES = "keeper ch1 ch2"
+
+
+def cluster_suite_selected(config) -> bool:
+    """Three containers start: only when asked for (`-m cluster` or ZAKAZ_CLUSTER_TESTS=1)."""
+    expr = config.getoption("markexpr") or ""
+    return bool(re.search(r"(?<!not )\bcluster\b", expr)) or os.environ.get(CLUSTER_TESTS_ENV) == "1"
+
+
+@dataclass
+class Cluster:
+    user: str
+    password: str
+    compose: DockerComposeExecutor
+    ports: dict[str, int] = field(default_factory=dict)
+    services: object = None  # pytest-docker's Services, for port_for / wait_until_responsive
+
+    def url(self, node: str, database: str = "default") -> str:
+        server = support.Server(user=self.user, password=self.password, native_port=self.ports[node])
+        return server.url("native", database)
+
+    def sql(self, node: str, statement: str, database: str = "default") -> list[tuple]:
+        return support.run_sql(self.url(node, database), statement)[0]
+
+    def wait_until_up(self) -> None:
+        for node in NODES:
+            self.ports[node] = self.services.port_for(node, 9000)
+            self.services.wait_until_responsive(check=lambda n=node: support.responds(self.url(n)),
+                                                timeout=180, pause=1)
+
+
+@pytest.fixture(scope="module")
+def cluster(pytestconfig):
+    reason = support.docker_unavailable_reason()
+    if reason:
+        pytest.skip(reason.replace("the server suite needs", "the cluster suite needs"))
+    if not cluster_suite_selected(pytestconfig):
+        pytest.skip(f"cluster tests start three containers: run `pytest -m cluster` "
+                    f"or set {CLUSTER_TESTS_ENV}=1")
+    creds = support.Server()
+    env = {"CLICKHOUSE_USER": creds.user, "CLICKHOUSE_PASSWORD": creds.password}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # compose reads these before .env
+    project = f"zakaz-schema-cluster-{os.getpid()}"
+    try:
+        with get_docker_services("docker compose", COMPOSE_FILE, project,
+                                 [f"--profile cluster up -d --wait {SERVICES}"],
+                                 ["--profile cluster down -v"]) as services:
+            c = Cluster(creds.user, creds.password, DockerComposeExecutor("docker compose", COMPOSE_FILE, project),
+                        services=services)
+            c.wait_until_up()
+            yield c
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def urls(cluster) -> dict[str, str]:
+    """An empty cluster and a fresh database for this test's ledger: node -> deploy URL."""
+    _reset(cluster)
+    db = f"zc_{uuid.uuid4().hex[:12]}"
+    cluster.sql("ch1", f"CREATE DATABASE {db} ON CLUSTER '{CLUSTER}'")
+    yield {node: cluster.url(node, db) for node in NODES}
+    _reset(cluster)
+
+
+def _reset(cluster: Cluster) -> None:
+    dbs = [r[0] for r in cluster.sql("ch1", "SELECT name FROM system.databases WHERE startsWith(name, 'zc_')")]
+    for db in [*MANAGED_DATABASES, *dbs]:
+        cluster.sql("ch1", f"DROP DATABASE IF EXISTS {db} ON CLUSTER '{CLUSTER}' SYNC")
+    for role in support.ROLES:
+        cluster.sql("ch1", f"DROP ROLE IF EXISTS {role} ON CLUSTER '{CLUSTER}'")
+
+
+def _db(url: str) -> str:
+    return url.rsplit("/", 1)[-1]
+
+
+def sync(url: str, table: str) -> None:
+    support.run_sql(url, f"SYSTEM SYNC REPLICA {table}")
+
+
+def assert_verified_at_head(url: str) -> None:
+    st = commands.status(url)
+    assert st.heads == st.script_heads and st.problem is None and st.skipped == []
+    result = commands.verify(url, cluster=CLUSTER)
+    assert [str(f) for f in result["findings"] if f.fatal] == []
+
+
+# --- the chain on a cluster ---------------------------------------------------------
+
+def test_upgrade_through_either_replica_and_the_rebuild_keeps_every_row(cluster, urls):
+    commands.upgrade(urls["ch1"], "0007", cluster=CLUSTER)
+    table = "zakaz.stg_qtickets_sheets_inventory"
+    support.run_sql(urls["ch1"], f"INSERT INTO {table} (event_id, city, tickets_total, tickets_left, _ver, "
+                                 "hash_low_card) VALUES ('e1', 'msk', 10, 5, 1, 'a'), ('e2', 'spb', 8, 8, 1, 'b'), "
+                                 "('e3', 'kzn', 3, 0, 2, 'c')")
+    # Deploy the rest through the other replica: it must see 0007 applied (the
+    # replicated ledger) and the rebuild (0008) must copy rows inserted on ch1.
+    commands.upgrade(urls["ch2"], "head", cluster=CLUSTER)
+    for node, url in urls.items():
+        sync(url, table)
+        assert support.run_sql(url, f"SELECT count() FROM {table}")[0] == [(3,)], node
+        engine, partition_key = support.run_sql(
+            url, "SELECT engine, partition_key FROM system.tables "
+                 "WHERE database = 'zakaz' AND name = 'stg_qtickets_sheets_inventory'")[0][0]
+        assert engine == "ReplicatedReplacingMergeTree" and partition_key == "toYYYYMM(_loaded_at)", node
+        assert support.run_sql(url, "SELECT count() FROM system.tables WHERE endsWith(name, '__rebuild') "
+                                    "OR endsWith(name, '__shape')")[0] == [(0,)], node
+        assert_verified_at_head(url)
+
+
+def test_every_replica_has_every_object_replicated_on_the_same_keeper_paths(cluster, urls):
+    commands.upgrade(urls["ch1"], "head", cluster=CLUSTER)
+    databases = ", ".join(f"'{d}'" for d in (*MANAGED_DATABASES, _db(urls["ch1"])))
+    seen = {}
+    for node, url in urls.items():
+        assert_verified_at_head(url)
+        with connect(url) as conn:
+            assert cluster_mode.unreplicated_tables(conn, (*MANAGED_DATABASES, _db(url))) == []
+        seen[node] = {
+            "replicas": support.run_sql(url, "SELECT database, table, zookeeper_path FROM system.replicas "
+                                             f"WHERE database IN ({databases}) ORDER BY database, table")[0],
+            "objects": support.run_sql(url, "SELECT database, name, engine FROM system.tables "
+                                            f"WHERE database IN ({databases}) ORDER BY database, name")[0],
+            "roles": support.run_sql(url, "SELECT name FROM system.roles ORDER BY name")[0],
+            "grants": support.run_sql(url, "SELECT role_name, access_type, database, table FROM system.grants "
+                                           "WHERE role_name != '' "
+                                           "ORDER BY role_name, access_type, database, table")[0],
+        }
+    assert seen["ch1"] == seen["ch2"]
+    # Views and the materialized view exist on both; the ledger and the lock are replicated.
+    engines = [e for _, _, e in seen["ch1"]["objects"]]
+    assert engines.count("View") == 16 + 1 and engines.count("MaterializedView") == 1  # + alembic_version
+    replicated = {(d, t) for d, t, _ in seen["ch1"]["replicas"]}
+    assert (_db(urls["ch1"]), ledger.LEDGER_TABLE) in replicated and (_db(urls["ch1"]), "zakaz_schema_lock") in replicated
+    assert len(replicated) == 24 + 1 + 2  # tables, the MV's storage, ledger and lock
+    assert set(support.ROLES) <= {r for (r,) in seen["ch1"]["roles"]}
+    # Same Keeper paths (compared above), each node under its own replica name.
+    for node, url in urls.items():
+        names = support.run_sql(url, "SELECT DISTINCT replica_name FROM system.replicas "
+                                     f"WHERE database IN ({databases}) ORDER BY replica_name")[0]
+        assert names == [(f"01-{node}",), (node,)], (node, names)
+
+
+def test_the_ledger_is_identical_on_every_replica(cluster, urls):
+    commands.upgrade(urls["ch1"], "0004", cluster=CLUSTER)
+    commands.upgrade(urls["ch2"], "head", cluster=CLUSTER)
+    commands.downgrade(urls["ch1"], "0009", cluster=CLUSTER)
+    rows = {}
+    for node, url in urls.items():
+        sync(url, f"{_db(url)}.{ledger.LEDGER_TABLE}")
+        with connect(url) as conn:
+            rows[node] = ledger.read_rows(conn, _db(url))
+        assert commands.status(url).heads == ["0009"], node
+    assert rows["ch1"] == rows["ch2"]
+    assert {r["host"] for r in rows["ch1"]}  # written by this test process, read on both
+
+
+def test_drill_on_the_cluster(cluster, urls):
+    env = {"ZAKAZ_CLUSTER": CLUSTER, "ZAKAZ_DATABASE_URL": urls["ch1"]}
+    done = support.cli("drill", "--url", urls["ch1"], "--yes", env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert cluster.password not in done.stdout + done.stderr
+    for url in urls.values():
+        st = commands.status(url)
+        assert st.problem is None
+        result = commands.verify(url, cluster=CLUSTER)
+        assert [str(f) for f in result["findings"] if f.fatal] == []
+
+
+def test_a_ddl_timeout_names_the_replica_that_did_not_finish_and_resume_completes(cluster, urls):
+    commands.upgrade(urls["ch1"], "0009", cluster=CLUSTER)
+    cluster.compose.execute("stop ch2")
+    try:
+        with pytest.raises(StepFailed) as info:
+            commands.upgrade(urls["ch1"], "0010", cluster=CLUSTER, ddl_task_timeout=5)
+        assert info.value.code == cluster_mode.DISTRIBUTED_DDL_TIMEOUT
+        assert "ch2:9000" in str(info.value) and "ch1:9000" not in str(info.value)
+        problem = commands.status(urls["ch1"]).problem
+        assert problem["state"] == "failed" and problem["error_code"] == 159
+    finally:
+        cluster.compose.execute("--profile cluster up -d --wait ch2")
+        cluster.wait_until_up()
+    commands.upgrade(urls["ch1"], "head", cluster=CLUSTER, resume=True)
+    for url in urls.values():
+        assert_verified_at_head(url)
+        assert set(support.ROLES) <= {r for (r,) in support.run_sql(url, "SELECT name FROM system.roles")[0]}
+
+
+def test_deploying_without_cluster_mode_is_refused_on_a_cluster_ledger(cluster, urls):
+    commands.upgrade(urls["ch1"], "0001", cluster=CLUSTER)
+    with pytest.raises(ledger.LedgerError, match="pass --cluster NAME"):
+        commands.upgrade(urls["ch1"], "head")
+    assert commands.status(urls["ch1"]).heads == ["0001"]
+
