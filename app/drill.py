@@ -43,6 +43,8 @@ from app.verify import Finding, compare_schema
 
 # Columns that cannot be read back as stored values.
 _UNREADABLE_DEFAULTS = ("ALIAS", "EPHEMERAL")
+# Defaults that differ from one read to the next.
+_VOLATILE = re.compile(r"\b(now|now64|today|yesterday|rand\w*|generateUUID\w*|randomString\w*)\s*\(", re.I)
 
 
 class DrillError(Exception):
@@ -211,9 +213,6 @@ def unstored_columns(conn, snap: Snapshot) -> dict[str, str]:
     return out
 
 
-# Defaults that differ from one read to the next.
-_VOLATILE = re.compile(r"\b(now|now64|today|yesterday|rand\w*|generateUUID\w*|randomString\w*)\s*\(", re.I)
-
 
 def fill_empty_tables(conn, snap: Snapshot, rows_per_table: int, seed: int, today: dt.date) -> dict[str, int]:
     """Load sample rows into every base table that has none.
@@ -303,13 +302,13 @@ def _covered(declared: set[str], table: str, column: str | None = None) -> bool:
 def dropped_data(before: Snapshot, after: Snapshot) -> list[tuple[str, str, str]]:
     """Tables, materialized views' storage and columns present before and gone after.
 
-    ``(name, table, column)`` with ``column`` '' for a whole object; plain
-    views hold no data and are not listed.
+    ``(name, table, column)`` with ``column`` '' for a whole object; views
+    without storage hold no data and are not listed.
     """
     out = []
     for name, obj in before.schema.items():
-        if obj.kind == VIEW:
-            continue
+        if obj.kind == VIEW or (obj.kind == MATERIALIZED_VIEW and not obj.engine):
+            continue  # no storage of its own (a materialized view written TO a table)
         now = after.schema.get(name)
         if now is None or now.kind != obj.kind:
             out.append((name, name, ""))

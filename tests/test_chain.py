@@ -166,3 +166,15 @@ def test_rebuild_and_backfill_keep_unmerged_duplicates(db_url, query):
     assert query("SELECT _ver, tickets_left FROM zakaz.stg_qtickets_sheets_inventory ORDER BY _ver") == [(1, 49), (2, 48)]
     assert query("SELECT _ver, tickets_left FROM zakaz.fact_qtickets_inventory_latest ORDER BY _ver") == [(1, 49), (2, 48)]
     assert query("SELECT tickets_left FROM zakaz.fact_qtickets_inventory_latest FINAL") == [(48,)]
+
+
+def test_new_default_columns_are_stored_for_existing_rows(db_url, query):
+    """0005 and 0006 write the new value into old rows once; a DEFAULT alone changes at every read."""
+    commands.upgrade(db_url, "0004")
+    query("INSERT INTO zakaz.fact_qtickets_sales (date, event_id, event_name, city, _ver) VALUES ('2026-01-01', 'e', 'n', 'c', 1)")
+    commands.upgrade(db_url, "0006")
+    parts = query(
+        "SELECT DISTINCT table, column FROM system.parts_columns WHERE database = 'zakaz' AND active "
+        "AND ((table = 'fact_qtickets_sales' AND column = '_loaded_at') OR (table = 'meta_job_runs' AND column = 'run_id'))"
+    )
+    assert ("fact_qtickets_sales", "_loaded_at") in parts
