@@ -55,13 +55,14 @@ def translate_errors(fn):
 def classify(exc: BaseException) -> click.ClickException:
     from alembic.util import CommandError
 
+    from app.cluster import ClusterRewriteError, DistributedDDLTimeout
     from app.config import ConfigError
     from app.engine import ConnectionFailed
     from app.ledger import LedgerError
     from app.lock import LockTimeout
     from app.runtime import MigrationBlocked, StepFailed
 
-    if isinstance(exc, StepFailed):
+    if isinstance(exc, (StepFailed, ClusterRewriteError, DistributedDDLTimeout)):
         return CheckFailure(_one_line(exc))
     if isinstance(exc, (ConfigError, ConnectionFailed, LedgerError, MigrationBlocked, LockTimeout)):
         return UsageFailure(_one_line(exc))
@@ -99,6 +100,10 @@ url_option = click.option(
     help="Database URL (else $ZAKAZ_DATABASE_URL, else the embedded database in var/).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+cluster_option = click.option(
+    "--cluster", envvar="ZAKAZ_CLUSTER", default=None, metavar="NAME",
+    help="Cluster mode: DDL ON CLUSTER NAME, Replicated engines, replicated ledger (else $ZAKAZ_CLUSTER; off by default).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -137,8 +142,9 @@ def _print_step(event: dict) -> None:
 @click.option("--resume", is_flag=True, help="Re-run a failed or interrupted revision and continue.")
 @click.option("--lock-wait", type=float, default=60.0, show_default=True,
               help="Seconds to wait for another deploy's lock (servers).")
+@cluster_option
 @translate_errors
-def upgrade(revision, url, as_json, resume, lock_wait):
+def upgrade(revision, url, as_json, resume, lock_wait, cluster):
     """Upgrade the database to REVISION (default: head)."""
     import time
 
@@ -149,7 +155,7 @@ def upgrade(revision, url, as_json, resume, lock_wait):
     if not as_json:
         click.echo(f"Upgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
-    steps = commands.upgrade(url, revision, resume=resume, lock_wait=lock_wait,
+    steps = commands.upgrade(url, revision, resume=resume, lock_wait=lock_wait, cluster=cluster,
                              reporter=None if as_json else _print_step)
     _summary(steps, url, time.perf_counter() - t0, as_json)
 
@@ -159,8 +165,9 @@ def upgrade(revision, url, as_json, resume, lock_wait):
 @url_option
 @json_option
 @click.option("--allow-data-loss", is_flag=True, help="Let the downgrade drop tables or columns that hold rows.")
+@cluster_option
 @translate_errors
-def downgrade(revision, url, as_json, allow_data_loss):
+def downgrade(revision, url, as_json, allow_data_loss, cluster):
     """Downgrade the database to REVISION (an id, -1, or base)."""
     import time
 
@@ -171,7 +178,7 @@ def downgrade(revision, url, as_json, allow_data_loss):
     if not as_json:
         click.echo(f"Downgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
-    steps = commands.downgrade(url, revision, allow_data_loss=allow_data_loss,
+    steps = commands.downgrade(url, revision, allow_data_loss=allow_data_loss, cluster=cluster,
                                reporter=None if as_json else _print_step)
     _summary(steps, url, time.perf_counter() - t0, as_json)
 
@@ -179,24 +186,29 @@ def downgrade(revision, url, as_json, allow_data_loss):
 @main.command()
 @click.argument("revision")
 @url_option
+@cluster_option
 @translate_errors
-def stamp(revision, url):
+def stamp(revision, url, cluster):
     """Record REVISION in the ledger without running it."""
     from app import commands
 
-    commands.stamp(url, revision)
+    commands.stamp(url, revision, cluster=cluster)
     click.echo(f"Stamped {revision}")
 
 
 def _summary(steps: list[dict], url: str, seconds: float, as_json: bool) -> None:
     from app import commands
 
-    st = commands.status(url)
+    if steps and "at_head" in steps[-1]:
+        # The last step says where the database is: no second connection.
+        heads, at_head = steps[-1]["heads"], steps[-1]["at_head"]
+    else:
+        st = commands.status(url)
+        heads, at_head = st.heads, sorted(st.heads) == sorted(st.script_heads)
     if as_json:
-        click.echo(json.dumps({"steps": steps, "heads": st.heads, "seconds": round(seconds, 3)}, indent=2))
+        click.echo(json.dumps({"steps": steps, "heads": heads, "seconds": round(seconds, 3)}, indent=2))
         return
-    at = ", ".join(st.heads) or "base"
-    at_head = sorted(st.heads) == sorted(st.script_heads)
+    at = ", ".join(heads) or "base"
     if not steps:
         click.echo(f"Nothing to do: the database is at {at}{' (head)' if at_head else ''}.")
     else:
@@ -295,12 +307,13 @@ def verify(url, as_json, strict):
 @main.command()
 @click.argument("revision_range", default="head")
 @url_option
+@cluster_option
 @translate_errors
-def sql(revision_range, url):
+def sql(revision_range, url, cluster):
     """Offline SQL for review: [FROM:]TO, e.g. head, 0004:head, head:0008."""
     from app import commands
 
-    click.echo(commands.offline_sql(url, revision_range), nl=False)
+    click.echo(commands.offline_sql(url, revision_range, cluster=cluster), nl=False)
 
 
 @main.command()
@@ -440,7 +453,7 @@ def drill(from_rev, to_rev, with_data, rows_per_table, seed, url, yes, as_json):
         if report.ok:
             declared = sum(1 for r in report.results if r.declared_losses)
             click.echo(f"OK: {len(report.results)} revision(s) {span} upgraded, downgraded and upgraded "
-                       f"again in {report.seconds:.2f} s; {declared} declare the data their downgrade drops")
+                       f"again in {report.seconds:.2f} s; {declared} of them drop data, as they declare")
         else:
             failures = report.failures
             click.echo(f"FAILED: {failures[0]}" + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
@@ -519,8 +532,9 @@ def smoke(rows_per_table, seed, url, yes, script_location, as_json):
         raise UsageFailure(str(exc)) from None
 
     def human(_):
+        width = max((len(c.name) for c in report.checks), default=0)
         for check in report.checks:
-            click.echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<34} {check.detail}")
+            click.echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<{width}}  {check.detail}".rstrip())
         failed = report.failed
         if failed:
             click.echo(f"FAILED: {', '.join(c.name for c in failed)}")
@@ -529,6 +543,114 @@ def smoke(rows_per_table, seed, url, yes, script_location, as_json):
 
     _emit(report.to_dict(), as_json, human)
     if not report.ok:
+        sys.exit(EXIT_CHECK)
+
+
+def _print_adoption_plan(plan) -> None:
+    click.echo(f"database:  {plan.url} (ClickHouse {plan.server_version}); no ledger; "
+               f"{plan.objects} object(s) in zakaz, meta, bi")
+    if plan.revision is None:
+        click.echo("matches:   no revision")
+    else:
+        click.echo(f"matches:   {plan.revision}, the latest revision it fully contains (head {plan.head})")
+    for rev, reasons in plan.blocked_at.items():
+        click.echo(f"not {rev}:  " + ("; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")))
+    if plan.revision is not None:
+        for item in plan.ahead:
+            what = f"{item['object']}.{item['column']}" if item["column"] else item["object"]
+            state = "as it defines it" if item["matches"] else "shaped differently: repaired below"
+            click.echo(f"ahead:     {what} from {item['revision']} is already there ({state})")
+        for name in plan.unmanaged:
+            click.echo(f"unmanaged: {name}, left untouched")
+        notable = [d for d in plan.differences if not d["revision"] and d["kind"] != "unmanaged_object"]
+        for d in notable:
+            click.echo(f"differs:   {d['message']}")
+    for note in plan.notes:
+        click.echo(f"note:      {note}")
+    if plan.operations:
+        lossy = plan.lossy_operations
+        click.echo(f"repair plan: {len(plan.operations)} operation(s)"
+                   + (f", {len(lossy)} of them LOSE DATA (need --allow-data-loss)" if lossy else ", every row kept"))
+        for n, op in enumerate(plan.operations, 1):
+            risk = f"  [LOSES DATA: {op.rows_at_risk} row(s) of {', '.join(op.loses)}]" if op.loses_data else ""
+            click.echo(f"  {n:>2}. {op.kind} {op.target}: {op.reason}{risk}")
+            for sql in op.statements:
+                line = " ".join(sql.split())
+                click.echo(f"        {line[:157] + '...' if len(line) > 160 else line}")
+    elif plan.adoptable:
+        click.echo("repair plan: nothing to repair")
+    for reason in plan.refusals:
+        click.echo(f"REFUSED:   {reason}")
+    if plan.adoptable:
+        pending = f"upgrade {plan.pending[0]}..{plan.pending[-1]}" if plan.pending else "nothing to upgrade"
+        click.echo(f"then:      stamp {plan.revision} as adopted, {pending}, verify")
+
+
+@main.command()
+@url_option
+@json_option
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Run the repair plan, stamp the matched revision, upgrade to head and verify.")
+@click.option("--allow-data-loss", is_flag=True, help="Let repair operations that drop values run.")
+@translate_errors
+def adopt(url, as_json, do_apply, allow_data_loss):
+    """Bring a database built by the old SQL files under management.
+
+    \b
+    Matches the live schema to the latest revision it fully contains and
+    shows what differs and the repair plan; nothing changes without --apply.
+    Exit 0 adoptable / adopted, 1 no revision matches or verify fails after,
+    2 usage, connection, already managed, or data loss not allowed.
+    """
+    from app import adopt as adoption
+    from app.config import resolve_url
+
+    url = resolve_url(url)
+    try:
+        plan = adoption.plan_adoption(url)
+    except adoption.AdoptionRefused as exc:
+        raise UsageFailure(str(exc)) from None
+    if not do_apply or not plan.adoptable:
+        _emit(plan.to_dict(), as_json, lambda _: _print_adoption_plan(plan))
+        if not plan.adoptable:
+            raise CheckFailure(adoption.explain_refusal(plan))
+        if not as_json:
+            flag = " --allow-data-loss" if plan.lossy_operations else ""
+            click.echo(f"Nothing changed. Run `zakaz-schema adopt --apply{flag}` to do it.")
+        return
+    if not as_json:
+        _print_adoption_plan(plan)
+
+    def progress(event: dict) -> None:
+        if event["kind"] == "operation":
+            click.echo(f"  * {event['operation']} {event['target']}")
+        elif event["kind"] == "stamp":
+            click.echo(f"  = {event['revision']}  stamped as adopted")
+        else:
+            _print_step(event)
+
+    try:
+        result = adoption.apply_adoption(url, plan, allow_data_loss=allow_data_loss,
+                                         reporter=None if as_json else progress)
+    except adoption.NoMatchingRevision as exc:
+        raise CheckFailure(str(exc)) from None
+    except adoption.AdoptionRefused as exc:
+        raise UsageFailure(str(exc)) from None
+
+    def human(_):
+        for f in result.findings:
+            click.echo(("" if f.fatal else "note: ") + str(f))
+        for change in result.data_changes:
+            click.echo(f"ROWS CHANGED: {change}")
+        fatal = [f for f in result.findings if f.fatal]
+        if result.ok:
+            click.echo(f"OK: adopted at {plan.revision}, upgraded to head, verify passes; "
+                       f"{result.checked_tables} table(s) have every row (counts and checksums unchanged)")
+        else:
+            click.echo(f"FAILED: {len(fatal)} verify finding(s), {len(result.data_changes)} table(s) changed")
+
+    _emit(result.to_dict(), as_json, human)
+    if not result.ok:
         sys.exit(EXIT_CHECK)
 
 

@@ -13,6 +13,7 @@ the production line; ``make test-compat``).
 """
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import fcntl
 import json
@@ -83,7 +84,9 @@ _PROGRAMMING_CODES = {
     16, 36, 43, 44, 46, 47, 48, 57, 60, 62, 81, 82, 115, 117, 179, 352, 386, 497,
 }
 _DATA_CODES = {6, 27, 38, 41, 53, 69, 70, 72, 117, 321}
-_CODE_RE = re.compile(r"Code: (\d+)\.\s*(?:DB::Exception: )?(.*)", re.S)
+# ClickHouse 24.8 (chdb 2.1) repeats the prefix for a nested exception:
+# "Code: 6. DB::Exception: Code: 6. DB::Exception: Cannot parse ...".
+_CODE_RE = re.compile(r"Code: (\d+)\.\s*(?:DB::Exception: )?(?:Code: \1\.\s*(?:DB::Exception: )?)*(.*)", re.S)
 
 
 def error_from_chdb(exc: BaseException) -> Error:
@@ -112,7 +115,10 @@ def quote_literal(value: Any) -> str:
     if isinstance(value, (int, float, Decimal)):
         return str(value)
     if isinstance(value, _dt.datetime):
-        return "'" + value.strftime("%Y-%m-%d %H:%M:%S.%f") + "'"
+        # ClickHouse 24.8 rejects a fraction for a DateTime column (26.x
+        # drops it): write one only when there is one (DateTime64).
+        fmt = "%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S"
+        return "'" + value.strftime(fmt) + "'"
     if isinstance(value, _dt.date):
         return "'" + value.isoformat() + "'"
     if isinstance(value, (list, tuple, set)):
@@ -234,8 +240,6 @@ class _ConnectedEngine:
     process can have one path open at a time.
     """
 
-    volatile_default = False
-
     def __init__(self, path: str):
         import chdb
 
@@ -284,23 +288,54 @@ def _escape_for_file_name(name: str) -> str:
     )
 
 
+_CONFIG_XML = """<clickhouse>
+    <!-- app.dbapi._PerStatementEngine: the in-memory Overlay database takes
+         this name, so that `default` is a real Atomic database. -->
+    <default_database>_local</default_database>
+</clickhouse>
+"""
+_config_dir: str | None = None
+
+
+def _compat_config_dir() -> str:
+    """A directory holding the config.xml above, made once per process."""
+    global _config_dir
+    if _config_dir is None:
+        directory = tempfile.mkdtemp(prefix="chdb2-config-")
+        with open(os.path.join(directory, "config.xml"), "w", encoding="utf-8") as fh:
+            fh.write(_CONFIG_XML)
+        atexit.register(shutil.rmtree, directory, True)
+        _config_dir = directory
+    return _config_dir
+
+
+_USE = re.compile(r"^\s*USE\s+[`\"]?([^`\"\s;]+)[`\"]?\s*;?\s*$", re.I)
+
+
 class _PerStatementEngine:
     """chdb 2.1.x (ClickHouse 24.8.4): no ``connect()``; every statement is a run.
 
     ``chdb.query(sql, fmt, path=...)`` starts clickhouse-local on ``path``,
-    runs the statement and shuts it down again.  What follows from that, and
-    is handled here:
+    runs the statement and shuts it down again.  What differs from a 24.8
+    server (and from chdb-core) because of that, and is handled here:
 
-    * ``<path>/status`` is flocked only during a statement, so nothing keeps
-      a second process out between statements: we hold our own flock on
+    * ``default`` is clickhouse-local's in-memory Overlay database, made anew
+      for every run: a table created there is gone by the next statement.
+      clickhouse-local reads ``config.xml`` from the working directory, and
+      its ``default_database`` names that Overlay: each run starts in a
+      directory whose config.xml calls it ``_local``, so ``default`` is an
+      ordinary Atomic database in ``<path>``, created on connect, as on a
+      server.  (The directory is then for chdb 2.x with this config only.)
+    * The current database: chdb 2.1 keeps the last ``USE`` in
+      ``<path>/default_database`` and starts every run there, for every
+      connection to the path.  Each connection keeps its own (``default``
+      first, then its last ``USE``) and writes it there before its runs.
+      If that database no longer exists the run would fail at start-up, and
+      a failed start-up leaves the process unusable (it crashes at exit):
+      ``default`` stands in for it then.
+    * ``<path>/status`` is flocked only during a run, so nothing keeps a
+      second process out between statements: we hold our own flock on
       ``<path>/chdb2.lock`` from connect to close, with the same message.
-    * ``default`` is clickhouse-local's in-memory Overlay database, created
-      anew for every statement: a table made there is gone by the next one.
-      ``volatile_default`` tells ``connect`` to refuse a URL naming it.
-    * ``USE db`` is remembered in ``<path>/default_database`` and passed to
-      every later run; once ``db`` is dropped, every run on the path fails at
-      start-up and leaves the process unusable (it crashes at exit).  A
-      marker naming a database that no longer exists is removed first.
     * ``:memory:`` (an empty path) would be a fresh engine per statement: a
       temporary directory, removed on close, stands in for it.
     * Dropping an Atomic table: a plain ``DROP`` queues the table for a
@@ -308,14 +343,12 @@ class _PerStatementEngine:
       materialized view was dropped that way, the next ``DROP`` in the
       process crashes inside the engine, which then sleeps forever: a hang.
       ``DROP … SYNC`` never queues, but always ends in Code 341 ("Did not
-      finish dropping … server is shutting down"), the table gone from the
+      finish dropping … server is shutting down"), the object gone from the
       catalog (its files stay in ``<path>/store``) -- except a materialized
       view, of which one attempt drops only the inner table.  So every DROP
       is sent with SYNC, and repeated while it answers 341 (a repeat that
       finds the object gone is the success it means).
     """
-
-    volatile_default = True
 
     def __init__(self, path: str):
         import chdb
@@ -329,6 +362,13 @@ class _PerStatementEngine:
             # start-up, and a failed start-up breaks this process for good.
             raise _in_use_error(path, holder)
         self._acquire()
+        self.database = "default"
+        try:
+            with _lock:
+                self._run("CREATE DATABASE IF NOT EXISTS default")
+        except Exception:
+            self.close()
+            raise
 
     def _acquire(self) -> None:
         entry = _compat_locks.get(self.path)
@@ -347,24 +387,45 @@ class _PerStatementEngine:
         os.write(fd, f"PID: {os.getpid()}\n".encode())
         _compat_locks[self.path] = [fd, 1]
 
-    def _forget_dropped_current_database(self) -> None:
+    def _exists(self, database: str) -> bool:
+        return os.path.exists(os.path.join(self.path, "metadata", _escape_for_file_name(database) + ".sql"))
+
+    def _set_current_database(self) -> None:
         marker = os.path.join(self.path, "default_database")
+        wanted = next((d for d in (self.database, "default") if self._exists(d)), None)
         try:
             with open(marker, encoding="utf-8") as fh:
-                name = fh.read().strip()
+                current = fh.read().strip()
         except FileNotFoundError:
+            current = None
+        if current == wanted:
             return
-        metadata = os.path.join(self.path, "metadata", _escape_for_file_name(name) + ".sql")
-        if name and name != "default" and not os.path.exists(metadata):
+        if wanted is None:
             os.remove(marker)
+        else:
+            with open(marker, "w", encoding="utf-8") as fh:
+                fh.write(wanted)
 
     def _run(self, sql: str) -> bytes:
-        self._forget_dropped_current_database()
-        return self._chdb.query(sql, "JSONCompact", path=self.path).bytes()
+        self._set_current_database()
+        cwd = os.open(".", os.O_RDONLY)
+        try:
+            os.chdir(_compat_config_dir())
+            return self._chdb.query(sql, "JSONCompact", path=self.path).bytes()
+        finally:
+            os.fchdir(cwd)
+            os.close(cwd)
 
     def query(self, sql: str) -> bytes:
-        if not _DROP.match(sql):
-            return self._run(sql)
+        if _DROP.match(sql):
+            return self._drop(sql)
+        payload = self._run(sql)
+        use = _USE.match(sql)
+        if use:
+            self.database = use.group(1)
+        return payload
+
+    def _drop(self, sql: str) -> bytes:
         if not _ENDS_WITH_SYNC.search(sql):
             sql = sql.rstrip().rstrip(";") + " SYNC"
         for attempt in range(4):
@@ -392,12 +453,12 @@ class _PerStatementEngine:
 
 # --- connection -------------------------------------------------------------
 
-def connect(path: str = ":memory:", database: str | None = None, **_: Any) -> "Connection":
-    return Connection(path, database)
+def connect(path: str = ":memory:", **_: Any) -> "Connection":
+    return Connection(path)
 
 
 class Connection:
-    def __init__(self, path: str, database: str | None = None):
+    def __init__(self, path: str):
         self.path = path
         if path != ":memory:":
             parent = os.path.dirname(os.path.abspath(path)) or "."
@@ -414,12 +475,6 @@ class Connection:
                     "fix its permissions or choose another directory in the URL"
                 )
         engine_cls = _ConnectedEngine if engine_line() == "chdb-core" else _PerStatementEngine
-        if engine_cls.volatile_default and (database or "default") == "default":
-            raise OperationalError(
-                "on chdb 2.x (ClickHouse 24.8) the embedded database 'default' is kept in memory "
-                "for one statement only; name another database in the URL, e.g. "
-                "clickhouse+chdb:///zakaz_admin?path=..."
-            )
         self._conn = engine_cls(path)
 
     def close(self) -> None:

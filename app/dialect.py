@@ -45,9 +45,7 @@ class ChdbDialect(ClickHouseDialect):
         path = url.query.get("path", ":memory:")
         if path != ":memory:":
             path = os.path.abspath(os.path.expanduser(path))
-        # The database goes along so the adapter can refuse one the engine
-        # cannot keep (``default`` on chdb 2.x, see app.dbapi).
-        return (path,), {"database": self._url_database}
+        return (path,), {}
 
     def on_connect(self):
         database = self._database_name

@@ -301,6 +301,18 @@ def _render(cfg_factory, revision_range: str, direction: str) -> dict[str, list[
 
 # --- what ClickHouse knows about functions ------------------------------------------
 
+_CURRENT_TIME_24_8 = {
+    "now", "now64", "nowInBlock", "today", "yesterday", "curdate", "current_date",
+    "current_timestamp", "localtime", "localtimestamp", "UTCTimestamp", "UTC_timestamp",
+}
+_NONDETERMINISTIC_PREFIXES_24_8 = (
+    "rand", "generateUUID", "generateSnowflakeID", "rowNumberIn", "blockNumber", "blockSize",
+    "arrayShuffle", "arrayPartialShuffle", "arrayRandomSample", "fuzzBits", "dictGet", "dictHas",
+    "joinGet", "hostName", "hostname", "FQDN", "queryID", "query_id", "initialQueryID", "uptime",
+    "currentDatabase", "currentUser", "filesystem",
+)
+
+
 @dataclass
 class _Functions:
     nondeterministic: set[str]
@@ -309,6 +321,12 @@ class _Functions:
 
     @staticmethod
     def load(conn) -> "_Functions":
+        has_deterministic = conn.exec_driver_sql(
+            "SELECT count() FROM system.columns "
+            "WHERE database = 'system' AND table = 'functions' AND name = 'deterministic'"
+        ).scalar()
+        if not has_deterministic:
+            return _Functions._load_24_8(conn)
         rows = conn.exec_driver_sql(
             "SELECT name, alias_to, deterministic, is_aggregate, case_insensitive, categories "
             "FROM system.functions"
@@ -326,6 +344,26 @@ class _Functions:
                 if "Date" in cats and "imezone" not in (alias_to or name):
                     current |= keys
             if is_agg:
+                agg |= keys
+        return _Functions(nondet, current, agg)
+
+    @staticmethod
+    def _load_24_8(conn) -> "_Functions":
+        # ClickHouse 24.8 (chdb 2.1, `make test-compat`): system.functions has
+        # no `deterministic` column and empty categories.  The current-time
+        # functions and the families of other non-deterministic ones a key or
+        # a view could call are named here, as 26.x classes them.
+        rows = conn.exec_driver_sql(
+            "SELECT name, is_aggregate, case_insensitive FROM system.functions"
+        ).all()
+        nondet, current, agg = set(), set(), set()
+        for name, is_aggregate, case_insensitive in rows:
+            keys = {name, name.lower()} if case_insensitive else {name}
+            if name in _CURRENT_TIME_24_8:
+                current |= keys
+            if name in _CURRENT_TIME_24_8 or name.startswith(_NONDETERMINISTIC_PREFIXES_24_8):
+                nondet |= keys
+            if is_aggregate:
                 agg |= keys
         return _Functions(nondet, current, agg)
 

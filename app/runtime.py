@@ -121,13 +121,24 @@ class StepRecorder:
         # once (preflight), then kept from alembic's callbacks.  Re-reading the
         # whole ledger before every step made a chain of n revisions O(n^2).
         self._heads: list[str] | None = None
+        # A finished step's row waits here for the next step's "started" row,
+        # so one INSERT (one part, atomic) carries both: an insert costs about
+        # as much as a small CREATE TABLE.  flush() writes what is left.
+        self._unwritten: list[ledger.Row] = []
 
     # -- ledger output ---------------------------------------------------------
-    def _write(self, row: ledger.Row) -> None:
+    def _write(self, row: ledger.Row, *, defer: bool = False) -> None:
         if self.mc.as_sql:
             self.impl.static_output(ledger.insert_sql(self.schema, row) + self.impl.command_terminator)
-        else:
-            ledger.write(self.mc.connection, self.schema, row)
+            return
+        self._unwritten.append(row)
+        if not defer:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._unwritten and not self.mc.as_sql:
+            rows, self._unwritten = self._unwritten, []
+            ledger.write(self.mc.connection, self.schema, *rows)
 
     # -- wrapping ---------------------------------------------------------------
     def wrap(self, migrations_fn):
@@ -231,7 +242,7 @@ class StepRecorder:
             skipped=list(self.impl.skipped) if not step.is_stamp else [],
             checksum=file_checksum(script.path) if script else "",
         )
-        self._write(row)
+        self._write(row, defer=True)
         self._heads = list(row.heads)
         if row.skipped:
             log.info("%s: %d access statement(s) checked with formatQuery and skipped "
@@ -242,6 +253,9 @@ class StepRecorder:
                 "revision": revision, "direction": direction, "status": status,
                 "message": row.message, "duration_ms": duration_ms,
                 "statements": row.statements, "skipped": row.skipped, "heads": row.heads,
+                # The chain is loaded already: callers need not load it again
+                # (nor reconnect) to say whether the database is now at head.
+                "at_head": row.heads == sorted(self.script.get_heads()),
             })
 
 
@@ -341,4 +355,7 @@ def _run_steps(context, conn, schema: str, options: Options) -> None:
     mc = context.get_context()
     mc._migrations_fn = recorder.wrap(mc._migrations_fn)
     with context.begin_transaction():
-        context.run_migrations()
+        try:
+            context.run_migrations()
+        finally:
+            recorder.flush()  # the last finished step's row
