@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from app.dbapi import quote_literal
-from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Schema, snapshot_schema
+from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Schema, snapshot_schema, unwrap_type
 
 ERROR, WARNING = "error", "warning"
 
@@ -451,15 +451,6 @@ def _snapshot(conn, url_db: str) -> _State:
 
 # --- column types: what a change can lose -------------------------------------------
 
-def _unwrap(type_: str) -> tuple[str, bool]:
-    nullable = False
-    while True:
-        if type_.startswith("LowCardinality("):
-            type_ = type_[len("LowCardinality("):-1]
-        elif type_.startswith("Nullable("):
-            type_, nullable = type_[len("Nullable("):-1], True
-        else:
-            return type_, nullable
 
 
 def _int_kind(t: str) -> tuple[bool, int] | None:
@@ -482,7 +473,7 @@ def is_narrowing(old: str, new: str) -> bool:
     """
     if old == new:
         return False
-    (o, o_null), (n, n_null) = _unwrap(old), _unwrap(new)
+    (o, o_null), (n, n_null) = unwrap_type(old), unwrap_type(new)
     if o_null and not n_null:
         return True
     if o == n:

@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from app import cluster as cluster_mode
 from app import impl as _impl  # noqa: F401 - registers the ClickHouse implementation with alembic

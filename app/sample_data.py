@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.dbapi import quote_literal
+from app.schema import unwrap_type
 
 DATABASES = ("zakaz", "meta", "bi")
 LEDGER_TABLE = "zakaz_schema_ledger"
@@ -161,16 +162,6 @@ def _key_columns(sorting_key: str) -> list[str]:
     return [] if key in ("", "tuple()") else _split_top(key)
 
 
-def _unwrap(ctype: str) -> tuple[str, bool]:
-    """(base type, nullable) with LowCardinality/Nullable stripped in any order."""
-    nullable = False
-    while True:
-        if ctype.startswith("LowCardinality("):
-            ctype = ctype[len("LowCardinality("):-1]
-        elif ctype.startswith("Nullable("):
-            ctype, nullable = ctype[len("Nullable("):-1], True
-        else:
-            return ctype, nullable
 
 
 def _enum_values(base: str) -> list[str]:
@@ -340,7 +331,7 @@ def _coerce(value: Any, base: str) -> Any:
 
 def _fallback(base: str, name: str, row: _Row, rng: random.Random) -> Any:
     """A plausible value for any type, for columns no name rule knows."""
-    base, _ = _unwrap(base)
+    base, _ = unwrap_type(base)
     if base.startswith(("Int", "UInt")):
         low, high = _int_bounds(base)
         return rng.randint(max(low, -1000), min(high, 10**6))
@@ -389,11 +380,11 @@ def _rows_for(table: Table, n: int, seed: int, today: dt.date, events: list[_Eve
     fallback_rng = random.Random(f"{seed}:{table.name}:fallback")
     null_rngs = {
         name: random.Random(f"{seed}:{table.name}:null:{NULL_GROUPS.get(name, name)}")
-        for name, ctype in columns if _unwrap(ctype)[1] and name not in table.sorting_key
+        for name, ctype in columns if unwrap_type(ctype)[1] and name not in table.sorting_key
     }
     # _ver grows with time and row number: ms since epoch of today's midnight + i.
     ver_base = int(dt.datetime.combine(today, dt.time(), dt.timezone.utc).timestamp()) * 1000
-    plan = [(name, *_unwrap(ctype)) for name, ctype in columns]  # (name, base, nullable)
+    plan = [(name, *unwrap_type(ctype)) for name, ctype in columns]  # (name, base, nullable)
     rows = []
     for i in range(n):
         row = _Row(i, rng, today, ver_base)
@@ -425,7 +416,7 @@ def _make_keys_unique(table: Table, columns: list[tuple[str, str]], rows: list[l
     key = [positions[k] for k in table.sorting_key if k in positions]
     if len(key) != len(table.sorting_key):
         return  # an expression key: we cannot reason about it
-    strings = [p for p in key if _unwrap(columns[p][1]) == ("String", False)]
+    strings = [p for p in key if unwrap_type(columns[p][1]) == ("String", False)]
     if not key or not strings:
         return
     seen = set()

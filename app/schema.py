@@ -10,7 +10,6 @@ nowhere else.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -162,6 +161,18 @@ def normalise_type(text: str) -> str:
     only whitespace is normalised, for types written by hand.
     """
     return _collapse_spaces(text or "")
+
+
+def unwrap_type(type_: str) -> tuple[str, bool]:
+    """(base type, nullable) with LowCardinality/Nullable stripped in any order."""
+    nullable = False
+    while True:
+        if type_.startswith("LowCardinality("):
+            type_ = type_[len("LowCardinality("):-1]
+        elif type_.startswith("Nullable("):
+            type_, nullable = type_[len("Nullable("):-1], True
+        else:
+            return type_, nullable
 
 
 def normalise_expression(text: str) -> str:

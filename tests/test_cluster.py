@@ -72,11 +72,11 @@ def cluster(pytestconfig):
         pytest.skip(f"cluster tests start three containers: run `pytest -m cluster` "
                     f"or set {CLUSTER_TESTS_ENV}=1")
     creds = support.Server()
-    env = {"CLICKHOUSE_USER": creds.user, "CLICKHOUSE_PASSWORD": creds.password}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # compose reads these before .env
     project = f"zakaz-schema-cluster-{os.getpid()}"
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        # compose reads these before .env
+        env.setenv("CLICKHOUSE_USER", creds.user)
+        env.setenv("CLICKHOUSE_PASSWORD", creds.password)
         with get_docker_services("docker compose", COMPOSE_FILE, project,
                                  [f"--profile cluster up -d --wait {SERVICES}"],
                                  ["--profile cluster down -v"]) as services:
@@ -84,12 +84,6 @@ def cluster(pytestconfig):
                         services=services)
             c.wait_until_up()
             yield c
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture

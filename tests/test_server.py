@@ -48,16 +48,10 @@ def server_credentials(pytestconfig):
     server = support.Server()
     # docker compose takes these from the environment before .env, so the
     # suite never uses (or needs) a developer's .env passwords or ports.
-    saved = {k: os.environ.get(k) for k in server.compose_environment()}
-    os.environ.update(server.compose_environment())
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in server.compose_environment().items():
+            env.setenv(key, value)
         yield server
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")
