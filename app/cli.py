@@ -230,6 +230,9 @@ def status(url, as_json, strict):
         click.echo(f"database:  {st.url}")
         click.echo(f"engine:    {st.engine} (ClickHouse {st.server_version})")
         click.echo(f"heads:     {', '.join(st.heads) or 'base (nothing applied)'}")
+        if st.unmanaged_objects:
+            click.echo(f"UNMANAGED: no ledger, but zakaz/meta/bi hold {st.unmanaged_objects} objects: "
+                       "built by the old SQL files? see `zakaz-schema adopt`")
         if st.pending:
             click.echo(f"pending:   {len(st.pending)} revision(s)")
             for p in st.pending:
@@ -247,7 +250,7 @@ def status(url, as_json, strict):
             click.echo(f"WARNING:   {c['revision']}: {c['problem']}")
 
     _emit(st.to_dict(), as_json, human)
-    if st.problem or (strict and st.changed_files):
+    if st.problem or st.unmanaged_objects or (strict and st.changed_files):
         sys.exit(EXIT_CHECK)
 
 

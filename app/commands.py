@@ -126,6 +126,9 @@ class Status:
     skipped: list[dict]
     changed_files: list[dict]
     steps: int = 0
+    # Objects in the warehouse databases of a database with no ledger: built
+    # by the old SQL files (or its ledger was dropped): `adopt` is the way in.
+    unmanaged_objects: int = 0
 
     def to_dict(self) -> dict:
         return self.__dict__ | {"problem": _jsonable(self.problem)}
@@ -162,7 +165,12 @@ def status(url: str | None = None) -> Status:
     url = resolve_url(url)
     cfg = alembic_config(url)
     script = script_directory(cfg)
-    rows, version, driver = read_ledger(url)
+    with connect(url) as conn:
+        rows, version, driver = ledger_state(conn)
+        unmanaged = 0 if rows else conn.exec_driver_sql(
+            "SELECT count() FROM system.tables WHERE database IN %(dbs)s",
+            {"dbs": ledger.MANAGED_DATABASES},
+        ).scalar()
     heads = ledger.current_heads(rows)
     pending = [
         {"revision": s.revision, "message": short_doc(s)}
@@ -180,6 +188,7 @@ def status(url: str | None = None) -> Status:
         skipped=skipped_statements(rows),
         changed_files=changed_files(script, rows),
         steps=len({r["step_id"] for r in rows}),
+        unmanaged_objects=unmanaged,
     )
 
 

@@ -276,4 +276,6 @@ def test_ledger_dropped_by_hand(db_url, query):
     commands.upgrade(db_url, "0003")
     query("DROP TABLE default.zakaz_schema_ledger SYNC")
     _bad(["upgrade", "--url", db_url], expect="ledger was dropped by hand")
+    status = CliRunner().invoke(main, ["status", "--url", db_url])
+    assert status.exit_code == 1 and "UNMANAGED: no ledger" in status.output and "adopt" in status.output
     assert ledger.LEDGER_TABLE not in {r[0] for r in query("SELECT name FROM system.tables WHERE database = 'default'")}
