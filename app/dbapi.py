@@ -6,10 +6,12 @@ ClickHouse error code.  Migrations and the ledger need all three, so results
 are read here as JSONCompact (exact ClickHouse types in ``meta``) and errors are
 mapped to PEP 249 classes carrying ``code``.
 
-Two chDB lines are supported, and everything that differs between them is in
-the "engines" section below (nowhere else in the project): chdb-core 26.x
-(current ClickHouse, the default) and PyPI ``chdb`` 2.1.x (ClickHouse 24.8,
-the production line; ``make test-compat``).
+Two chDB lines are supported: chdb-core 26.x (current ClickHouse, the
+default) and PyPI ``chdb`` 2.1.x (ClickHouse 24.8, the production line;
+``make test-compat``).  What differs in how they run is handled in the
+"engines" section below; what differs in ClickHouse itself and reaches this
+module is marked "ClickHouse 24.8" (a DateTime literal, error text).  Schema
+printing differences are app.schema's (normalise_*), nowhere else.
 """
 from __future__ import annotations
 

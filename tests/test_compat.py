@@ -18,7 +18,7 @@ import pytest
 
 from app import dbapi
 from app.engine import connect
-from app.schema import TABLE, Column, DbObject, parse_views, snapshot_schema, VIEW
+from app.schema import TABLE, VIEW, Column, DbObject, parse_views, snapshot_schema
 from app.verify import compare_schema
 
 EXPECT_ENV = "ZAKAZ_EXPECT_CLICKHOUSE"
