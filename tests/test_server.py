@@ -344,3 +344,32 @@ def test_drill(server_url, clean_server):
     assert clean_server.password not in output
     assert not re.search(r"Traceback", output)
     assert commands.status(server_url).problem is None
+
+
+# --- bad input that needs a server (the rest of the catalogue is in test_failures.py) ---
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_wrong_password_is_one_line_and_not_echoed(server, protocol):
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    url = server.url(protocol, password="Wr0ngPassw0rd")
+    result = CliRunner().invoke(main, ["status", "--url", url])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "authentication failed" in errors[0]
+    assert "Wr0ngPassw0rd" not in result.output and server.password not in result.output
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_missing_database_is_one_line(server, protocol):
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    result = CliRunner().invoke(main, ["status", "--url", server.url(protocol, "no_such_db")])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "does not exist" in errors[0]
+    assert server.password not in result.output
