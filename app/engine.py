@@ -54,7 +54,11 @@ def describe_error(exc: BaseException, url: str) -> str:
     if code == 516 or "Authentication failed" in text:
         return f"authentication failed for {where}: check the user and password"
     if code == 81 or "UNKNOWN_DATABASE" in text:
-        return f"database in {where} does not exist: create it or fix the URL"
+        try:
+            name = parse_url(url).database or "default"
+        except ConfigError:
+            name = "?"
+        return f"database {name!r} of {where} does not exist: create it (CREATE DATABASE {name}) or fix the URL"
     lowered = text.lower()
     if any(s in lowered for s in ("connection refused", "timed out", "name or service", "network", "connect")) and not is_embedded(url):
         return f"cannot reach the ClickHouse server at {where} ({mask_text(text, password)}): is it running?"
