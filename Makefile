@@ -4,12 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# The ClickHouse 24.8 venv for test-compat (see there).
-COMPAT_VENV ?= .venv-compat
-COMPAT_PY := $(COMPAT_VENV)/bin/python
-COMPAT_STAMP := $(COMPAT_VENV)/.installed
+# The ClickHouse 24.8 server library for the server and cluster suites.
+SERVER_VENV ?= .venv-server
+SERVER_STAMP := $(SERVER_VENV)/.installed
+ZOOKEEPER_JAR := /usr/share/java/zookeeper.jar
 
-.PHONY: setup setup-compat migrate test test-compat test-server bench lint clean
+.PHONY: setup setup-servers migrate test test-server bench clean
 
 setup: $(STAMP)
 
@@ -22,36 +22,31 @@ $(STAMP): pyproject.toml
 migrate: setup
 	$(VENV)/bin/zakaz-schema upgrade head
 
-# ZAKAZ_EXPECT_CLICKHOUSE: tests/test_compat.py checks that the suite really
-# ran on this ClickHouse line (a prefix of SELECT version()).
-test: setup
-	ZAKAZ_EXPECT_CLICKHOUSE=26. $(PY) -m pytest
+# The whole suite: embedded (chdb-core, current ClickHouse), then a real 24.8
+# server and a 2-replica cluster over native and HTTP (tests/server_support.py):
+# compose's where a Docker engine runs, else local processes (setup-servers).
+test: setup setup-servers
+	$(PY) -m pytest
 
-# The whole embedded suite again on ClickHouse 24.8 (production's line),
-# through PyPI chdb 2.1.1 in a venv of its own: chdb 2.1.1 and pyproject's
-# chdb-core both install the `chdb` import package, so one venv cannot hold
-# both.  setup-compat installs the project with --no-deps, then pyproject's
-# own dependencies and test extra (read from pyproject.toml, so the two venvs
-# never drift) without chdb-core, then requirements-compat.txt (chdb==2.1.1).
-# Server and cluster tests are left to `make test`: they do not use chDB.
-setup-compat: $(COMPAT_STAMP)
+# What the server and cluster suites need where there is no Docker engine:
+# the chdb 2.1.1 wheel (clickhouse-server 24.8.4.1) in a directory of its own,
+# since it and chdb-core both ship the `chdb` package, and Debian's ZooKeeper.
+setup-servers: $(SERVER_STAMP)
+	@if [ ! -f $(ZOOKEEPER_JAR) ] && ! docker info >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        echo "Installing ZooKeeper (Debian) for the cluster test suite"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends zookeeper >/dev/null; \
+	    else \
+	        echo "ZooKeeper is missing: run 'sudo apt-get install zookeeper', or the cluster suite skips"; \
+	    fi; \
+	fi
 
-$(COMPAT_STAMP): pyproject.toml requirements-compat.txt
-	$(PYTHON) -m venv $(COMPAT_VENV)
-	$(COMPAT_PY) -m pip install --quiet --upgrade pip
-	$(COMPAT_PY) -c 'import re, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-	    deps = p["dependencies"] + p["optional-dependencies"]["test"]; \
-	    print("\n".join(d for d in deps if re.split(r"[^A-Za-z0-9._-]", d)[0].lower() != "chdb-core"))' \
-	    > $(COMPAT_VENV)/pyproject-requirements.txt
-	$(COMPAT_PY) -m pip install --quiet -r $(COMPAT_VENV)/pyproject-requirements.txt -r requirements-compat.txt
-	$(COMPAT_PY) -m pip install --quiet --no-deps -e .
-	touch $(COMPAT_STAMP)
+$(SERVER_STAMP): requirements-server.txt
+	$(PYTHON) -m pip install --quiet --no-deps --target $(SERVER_VENV) -r requirements-server.txt
+	touch $(SERVER_STAMP)
 
-test-compat: setup-compat
-	ZAKAZ_EXPECT_CLICKHOUSE=24.8 $(COMPAT_PY) -m pytest -m "not server and not cluster"
-
-test-server: setup
-	$(PY) -m pytest -m server -rs
+test-server: setup setup-servers
+	$(PY) -m pytest -m "server or cluster" -rs
 
 bench: setup
 	$(PY) -m bench

@@ -37,3 +37,23 @@ def versions_copy(tmp_path) -> Path:
     shutil.copytree(PROJECT_ROOT / "migrations", target,
                     ignore=shutil.ignore_patterns("__pycache__"))
     return target
+
+
+# --- real servers (tests/server_support.py): one of each per test session ----------
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A ClickHouse 24.8 server: compose's where Docker runs, else a local process."""
+    import server_support
+
+    with server_support.running_server(tmp_path_factory.mktemp("server")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """Two replicas of one shard and a Keeper (cluster `zakaz`)."""
+    import server_support
+
+    with server_support.running_cluster(tmp_path_factory.mktemp("cluster")) as c:
+        yield c

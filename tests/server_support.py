@@ -1,27 +1,36 @@
-"""What the server suite (tests/test_server.py) needs besides pytest-docker:
-whether a Docker engine and the compose plugin are really there, the compose
-project's credentials and URLs, and a clean server between tests."""
+"""Real ClickHouse servers for the server and cluster suites, and what those tests share.
+
+Where a Docker engine with compose exists, the servers are docker-compose.yml's
+(pytest-docker, the pinned 24.8 image); elsewhere they are local processes
+from the chdb 2.1.1 wheel (tests/local_servers.py).  The tests are the same
+either way.  Each backend starts with a random admin password on free
+loopback ports and is removed afterwards."""
 from __future__ import annotations
 
 import functools
 import os
-import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote
 
-from app.config import PROJECT_ROOT
+import pytest
+
+import local_servers
+from app.config import PROJECT_ROOT, mask_url
 from app.users import APP_USERS
 
 WAREHOUSE_DATABASES = ("zakaz", "meta", "bi")
 ROLES = ("zakaz_etl", "zakaz_reader", "zakaz_backup")
 TEST_DATABASE_PREFIX = "zt_"
-SERVER_TESTS_ENV = "ZAKAZ_SERVER_TESTS"
+BACKEND_ENV = "ZAKAZ_SERVER_BACKEND"
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 
 
 def _first_line(text: str) -> str:
@@ -41,11 +50,10 @@ def _probe(args: list[str]) -> tuple[int, str, str]:
 
 @functools.lru_cache(maxsize=1)
 def docker_unavailable_reason() -> str | None:
-    """Why the compose service cannot start here, asked of Docker itself; None if it can."""
+    """Why compose cannot start servers here, asked of Docker itself; None if it can."""
     docker = shutil.which("docker")
     if not docker:
-        return ("no Docker engine: the docker client is not installed "
-                "(the server suite needs a Docker engine and the compose plugin)")
+        return "no Docker engine (the docker client is not installed)"
     problems = []
     rc, out, err = _probe([docker, "info", "--format", "{{.ServerVersion}}"])
     if rc != 0 or not out.strip():
@@ -53,26 +61,43 @@ def docker_unavailable_reason() -> str | None:
     rc, out, err = _probe([docker, "compose", "version"])
     if rc != 0:
         problems.append(f"no Docker compose plugin (`docker compose version`: {_first_line(err) or _first_line(out) or f'exit {rc}'})")
-    if not problems:
-        return None
-    return "; ".join(problems) + ": the server suite needs both"
+    return "; ".join(problems) or None
 
 
-def server_suite_selected(config) -> bool:
-    """The suite starts a container, so it runs only when asked for: `-m server` or ZAKAZ_SERVER_TESTS=1."""
-    expr = config.getoption("markexpr") or ""
-    return bool(re.search(r"(?<!not )\bserver\b", expr)) or os.environ.get(SERVER_TESTS_ENV) == "1"
+def local_unavailable_reason(cluster: bool) -> str | None:
+    """Why local server processes cannot start here; None if they can."""
+    try:
+        local_servers.server_library()
+        if cluster:
+            local_servers.zookeeper_command()
+    except local_servers.Unavailable as exc:
+        return str(exc)
+    return None
+
+
+def backend(cluster: bool = False) -> str:
+    """``docker`` where a Docker engine with compose exists, else ``local`` (processes from
+    the chdb 2.1.1 wheel); ZAKAZ_SERVER_BACKEND forces one.  Skips, saying why, when neither can run."""
+    forced = os.environ.get(BACKEND_ENV)
+    docker = docker_unavailable_reason() if forced in (None, "", "docker") else "not chosen"
+    if forced not in (None, "", "docker", "local"):
+        pytest.fail(f"{BACKEND_ENV}={forced!r}: use docker or local")
+    if docker is None:
+        return "docker"
+    local = local_unavailable_reason(cluster) if forced != "docker" else "not chosen"
+    if local is None:
+        return "local"
+    what = "cluster" if cluster else "server"
+    pytest.skip(f"no ClickHouse {what} can start here: docker: {docker}; local processes: {local}")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return local_servers.free_port()
 
 
 @dataclass
 class Server:
-    """The compose service as the tests reach it: the admin (deploy) user and both protocols."""
+    """A ClickHouse server as the tests reach it: the admin (deploy) user and both protocols."""
 
     user: str = "zakaz_admin"
     password: str = field(default_factory=lambda: "adm-" + secrets.token_urlsafe(18))
@@ -99,6 +124,118 @@ class Server:
 
     def secrets(self) -> list[str]:
         return [self.password]
+
+
+def _wait_responsive(urls: list[str], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    for url in urls:
+        while not responds(url):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{mask_url(url)} did not answer within {timeout:.0f} s")
+            time.sleep(0.5)
+
+
+@contextmanager
+def running_server(tmp: Path):
+    """One server for the session: compose's `clickhouse` service, or a local process."""
+    server = Server()
+    if backend() == "docker":
+        from pytest_docker.plugin import get_docker_services
+
+        # compose takes these from the environment before .env, so the suite
+        # never uses (or needs) a developer's .env passwords or ports.
+        with pytest.MonkeyPatch.context() as env:
+            for key, value in server.compose_environment().items():
+                env.setenv(key, value)
+            with get_docker_services("docker compose", str(COMPOSE_FILE), f"zakaz-schema-test-{os.getpid()}",
+                                     ["up -d --wait clickhouse"], ["down -v"]) as services:
+                server.native_port = services.port_for("clickhouse", 9000)
+                server.http_port = services.port_for("clickhouse", 8123)
+                _wait_responsive([server.url(p) for p in ("native", "http")])
+                yield server
+        return
+    process = local_servers.LocalServer(tmp, server.user, server.password,
+                                        native_port=server.native_port, http_port=server.http_port)
+    process.start()
+    try:
+        yield server
+    finally:
+        process.stop()
+
+
+class Cluster:
+    """Two replicas of one shard (cluster `zakaz`) and a Keeper, either backend."""
+
+    name = "zakaz"
+    nodes = ("ch1", "ch2")
+
+    def __init__(self, user: str, password: str):
+        self.user, self.password = user, password
+        self.ports: dict[str, int] = {}
+        self._compose = None  # pytest-docker's executor, docker backend
+        self._services = None
+        self._local: local_servers.LocalCluster | None = None
+
+    def url(self, node: str, database: str = "default", protocol: str = "native") -> str:
+        native, http = self.ports[node]
+        return Server(self.user, self.password, native_port=native, http_port=http).url(protocol, database)
+
+    def sql(self, node: str, statement: str, database: str = "default") -> list[tuple]:
+        return run_sql(self.url(node, database), statement)[0]
+
+    def address(self, node: str) -> str:
+        """The node as the cluster's configuration names it (and so do ClickHouse's DDL errors)."""
+        if self._local:
+            return f"127.0.0.1:{self._local.nodes[node].native_port}"
+        return f"{node}:9000"
+
+    def stop(self, node: str) -> None:
+        if self._local:
+            self._local.nodes[node].stop()
+        else:
+            self._compose.execute(f"stop {node}")
+
+    def start(self, node: str) -> None:
+        if self._local:
+            self._local.nodes[node].start()
+        else:
+            self._compose.execute(f"--profile cluster up -d --wait {node}")
+            self._docker_ports()
+        _wait_responsive([self.url(node)])
+
+    def _docker_ports(self) -> None:
+        for node in self.nodes:
+            self.ports[node] = (self._services.port_for(node, 9000), self._services.port_for(node, 8123))
+
+
+@contextmanager
+def running_cluster(tmp: Path):
+    creds = Server()
+    cluster = Cluster(creds.user, creds.password)
+    if backend(cluster=True) == "docker":
+        from pytest_docker.plugin import DockerComposeExecutor, get_docker_services
+
+        project = f"zakaz-schema-cluster-{os.getpid()}"
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("CLICKHOUSE_USER", creds.user)
+            env.setenv("CLICKHOUSE_PASSWORD", creds.password)
+            with get_docker_services("docker compose", str(COMPOSE_FILE), project,
+                                     ["--profile cluster up -d --wait keeper ch1 ch2"],
+                                     ["--profile cluster down -v"]) as services:
+                cluster._services = services
+                cluster._compose = DockerComposeExecutor("docker compose", str(COMPOSE_FILE), project)
+                cluster._docker_ports()
+                _wait_responsive([cluster.url(n) for n in cluster.nodes])
+                yield cluster
+        return
+    local = local_servers.LocalCluster(tmp, creds.user, creds.password, cluster.name, cluster.nodes)
+    local.start()
+    cluster._local = local
+    cluster.ports = {n: (s.native_port, s.http_port) for n, s in local.nodes.items()}
+    try:
+        yield cluster
+    finally:
+        local.stop()
 
 
 def responds(url: str) -> bool:

@@ -1,28 +1,20 @@
-"""Cluster mode on a real cluster: the compose profile ``cluster``.
+"""Cluster mode on a real cluster: Keeper and two replicas (ch1, ch2) of one shard.
 
-ClickHouse Keeper and two replicas (ch1, ch2) of one shard, configured by
-docker/cluster/*.xml; the deploys run with ``cluster="zakaz"``.  Run with
-``pytest -m cluster -rs`` (or ZAKAZ_CLUSTER_TESTS=1): pytest-docker starts the
-profile in a project of its own (random admin password, loopback ports Docker
-picks, its own volumes) and removes it afterwards.  Without a Docker engine
-or the compose plugin every test here is skipped, saying which is missing.
+Part of `make test` (`pytest -m cluster` alone).  The cluster is the compose
+profile ``cluster`` where a Docker engine exists, else ZooKeeper and two local
+24.8 servers (tests/server_support.py); the deploys run with ``cluster="zakaz"``.
 The SQL cluster mode renders is checked everywhere by test_cluster_sql.py.
 """
 from __future__ import annotations
 
-import os
-import re
 import uuid
-from dataclasses import dataclass, field
 
 import pytest
-from pytest_docker.plugin import DockerComposeExecutor, get_docker_services
 
 import server_support as support
 from app import cluster as cluster_mode
 from app import commands, ledger
 from app.canonical import MANAGED_DATABASES
-from app.config import PROJECT_ROOT
 from app.engine import connect
 from app.runtime import StepFailed
 
@@ -30,60 +22,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 CLUSTER = "zakaz"
 NODES = ("ch1", "ch2")
-CLUSTER_TESTS_ENV = "ZAKAZ_CLUSTER_TESTS"
-COMPOSE_FILE = str(PROJECT_ROOT / "docker-compose.yml")
-SERVICES = "keeper ch1 ch2"
-
-
-def cluster_suite_selected(config) -> bool:
-    """Three containers start: only when asked for (`-m cluster` or ZAKAZ_CLUSTER_TESTS=1)."""
-    expr = config.getoption("markexpr") or ""
-    return bool(re.search(r"(?<!not )\bcluster\b", expr)) or os.environ.get(CLUSTER_TESTS_ENV) == "1"
-
-
-@dataclass
-class Cluster:
-    user: str
-    password: str
-    compose: DockerComposeExecutor
-    ports: dict[str, int] = field(default_factory=dict)
-    services: object = None  # pytest-docker's Services, for port_for / wait_until_responsive
-
-    def url(self, node: str, database: str = "default") -> str:
-        server = support.Server(user=self.user, password=self.password, native_port=self.ports[node])
-        return server.url("native", database)
-
-    def sql(self, node: str, statement: str, database: str = "default") -> list[tuple]:
-        return support.run_sql(self.url(node, database), statement)[0]
-
-    def wait_until_up(self) -> None:
-        for node in NODES:
-            self.ports[node] = self.services.port_for(node, 9000)
-            self.services.wait_until_responsive(check=lambda n=node: support.responds(self.url(n)),
-                                                timeout=180, pause=1)
-
-
-@pytest.fixture(scope="module")
-def cluster(pytestconfig):
-    reason = support.docker_unavailable_reason()
-    if reason:
-        pytest.skip(reason.replace("the server suite needs", "the cluster suite needs"))
-    if not cluster_suite_selected(pytestconfig):
-        pytest.skip(f"cluster tests start three containers: run `pytest -m cluster` "
-                    f"or set {CLUSTER_TESTS_ENV}=1")
-    creds = support.Server()
-    project = f"zakaz-schema-cluster-{os.getpid()}"
-    with pytest.MonkeyPatch.context() as env:
-        # compose reads these before .env
-        env.setenv("CLICKHOUSE_USER", creds.user)
-        env.setenv("CLICKHOUSE_PASSWORD", creds.password)
-        with get_docker_services("docker compose", COMPOSE_FILE, project,
-                                 [f"--profile cluster up -d --wait {SERVICES}"],
-                                 ["--profile cluster down -v"]) as services:
-            c = Cluster(creds.user, creds.password, DockerComposeExecutor("docker compose", COMPOSE_FILE, project),
-                        services=services)
-            c.wait_until_up()
-            yield c
 
 
 @pytest.fixture
@@ -96,7 +34,7 @@ def urls(cluster) -> dict[str, str]:
     _reset(cluster)
 
 
-def _reset(cluster: Cluster) -> None:
+def _reset(cluster: support.Cluster) -> None:
     dbs = [r[0] for r in cluster.sql("ch1", "SELECT name FROM system.databases WHERE startsWith(name, 'zc_')")]
     for db in [*MANAGED_DATABASES, *dbs]:
         cluster.sql("ch1", f"DROP DATABASE IF EXISTS {db} ON CLUSTER '{CLUSTER}' SYNC")
@@ -203,17 +141,16 @@ def test_drill_on_the_cluster(cluster, urls):
 
 def test_a_ddl_timeout_names_the_replica_that_did_not_finish_and_resume_completes(cluster, urls):
     commands.upgrade(urls["ch1"], "0009", cluster=CLUSTER)
-    cluster.compose.execute("stop ch2")
+    cluster.stop("ch2")
     try:
         with pytest.raises(StepFailed) as info:
             commands.upgrade(urls["ch1"], "0010", cluster=CLUSTER, ddl_task_timeout=5)
         assert info.value.code == cluster_mode.DISTRIBUTED_DDL_TIMEOUT
-        assert "ch2:9000" in str(info.value) and "ch1:9000" not in str(info.value)
+        assert cluster.address("ch2") in str(info.value) and cluster.address("ch1") not in str(info.value)
         problem = commands.status(urls["ch1"]).problem
         assert problem["state"] == "failed" and problem["error_code"] == 159
     finally:
-        cluster.compose.execute("--profile cluster up -d --wait ch2")
-        cluster.wait_until_up()
+        cluster.start("ch2")
     commands.upgrade(urls["ch1"], "head", cluster=CLUSTER, resume=True)
     for url in urls.values():
         assert_verified_at_head(url)

@@ -1,11 +1,9 @@
-"""The framework on a real ClickHouse server (docker-compose.yml), native and HTTP.
+"""The framework on a real ClickHouse 24.8 server, over native and HTTP.
 
-Run with `make test-server` (`pytest -m server -rs`).  pytest-docker starts the
-compose service in its own project (random admin password, free loopback
-ports, its own volume) and removes it afterwards.  Without a Docker engine or
-the compose plugin every test here is skipped, saying which is missing; plain
-`make test` skips them too (they start a container), unless ZAKAZ_SERVER_TESTS=1.
-CLICKHOUSE_IMAGE=clickhouse/clickhouse-server:<tag> runs them on another release.
+Part of `make test` (`pytest -m server` alone).  The server is compose's where
+a Docker engine exists (CLICKHOUSE_IMAGE=clickhouse/clickhouse-server:<tag>
+runs the suite on another release), else a local process from the chdb 2.1.1
+wheel: see tests/server_support.py.
 """
 from __future__ import annotations
 
@@ -34,48 +32,7 @@ PASSWORDS = {
 }
 
 
-# --- fixtures (pytest-docker) ----------------------------------------------------
-
-@pytest.fixture(scope="session")
-def server_credentials(pytestconfig):
-    """Skip unless a Docker engine with compose is really there; else set the project's variables."""
-    reason = support.docker_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    if not support.server_suite_selected(pytestconfig):
-        pytest.skip(f"server tests start a container: run `make test-server` (pytest -m server) "
-                    f"or set {support.SERVER_TESTS_ENV}=1")
-    server = support.Server()
-    # docker compose takes these from the environment before .env, so the
-    # suite never uses (or needs) a developer's .env passwords or ports.
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in server.compose_environment().items():
-            env.setenv(key, value)
-        yield server
-
-
-@pytest.fixture(scope="session")
-def docker_compose_file(server_credentials):
-    return str(PROJECT_ROOT / "docker-compose.yml")
-
-
-@pytest.fixture(scope="session")
-def docker_compose_project_name():
-    return f"zakaz-schema-test-{os.getpid()}"
-
-
-@pytest.fixture(scope="session")
-def server(docker_services, server_credentials) -> support.Server:
-    """The running service (compose `up --wait` waited for its healthcheck)."""
-    srv = server_credentials
-    srv.native_port = docker_services.port_for("clickhouse", 9000)
-    srv.http_port = docker_services.port_for("clickhouse", 8123)
-    for protocol in PROTOCOLS:
-        docker_services.wait_until_responsive(
-            check=lambda: support.responds(srv.url(protocol)), timeout=120, pause=1,
-        )
-    return srv
-
+# --- fixtures (the session's `server` is in conftest.py) ------------------------
 
 @pytest.fixture
 def clean_server(server) -> support.Server:
