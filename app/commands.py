@@ -17,7 +17,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from app import ledger
-from app.config import ALEMBIC_INI, mask_url, resolve_url
+from app.config import ALEMBIC_INI, is_embedded, mask_url, resolve_url
 from app.config import script_location as config_script_location
 from app.engine import connect
 from app.runtime import file_checksum
@@ -267,9 +267,9 @@ def verify(url: str | None = None, *, cluster: str | None = None) -> dict:
     a MergeTree table that is not replicated is a finding of its own.
     """
     from app import cluster as cluster_mode
-    from app.canonical import CANONICAL, MANAGED_DATABASES
-    from app.schema import snapshot_schema
-    from app.verify import Finding, compare_schema
+    from app.canonical import CANONICAL, MANAGED_DATABASES, VIEW_DEFINER
+    from app.schema import TABLE, snapshot_schema
+    from app.verify import Finding, compare_schema, definer_findings
 
     url = resolve_url(url)
     on_cluster = cluster_mode.from_options(_cluster_attribute(cluster))
@@ -279,7 +279,9 @@ def verify(url: str | None = None, *, cluster: str | None = None) -> dict:
         live = snapshot_schema(conn, MANAGED_DATABASES)
         local = cluster_mode.unreplicated_tables(conn, MANAGED_DATABASES) if on_cluster else []
         rows, _, _ = ledger_state(conn)
-    findings = compare_schema(live, CANONICAL)
+        definers = [] if is_embedded(url) else definer_findings(
+            conn, [n for n, o in CANONICAL.items() if o.kind != TABLE], VIEW_DEFINER)
+    findings = compare_schema(live, CANONICAL) + definers
     findings += [Finding("engine", name, "", f"Replicated{engine}", engine) for name, engine in local]
     script = script_directory(alembic_config(url))
     return {

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 
 from app.canonical import MANAGED_DATABASES
 from app.ledger import LEDGER_TABLE, VERSION_VIEW
-from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Schema, snapshot_schema
+from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Schema, snapshot_schema, without_sql_security
 from app.verify import Finding, compare_schema
 
 # Columns that cannot be read back as stored values.
@@ -149,7 +149,9 @@ def take_snapshot(conn) -> Snapshot:
         FROM system.tables
         WHERE database IN ({dbs}) AND NOT startsWith(name, '.inner')
     """).all()
-    definitions = {name: text for name, _, text in rows if name in schema}
+    # How a view runs is compared as the schema's `security`, where a view
+    # created without the clause equals one ALTERed back to the default.
+    definitions = {name: without_sql_security(text) for name, _, text in rows if name in schema}
     return Snapshot(schema, databases, definitions)
 
 

@@ -128,6 +128,30 @@ def create_view(name: str, select: str) -> None:
     _run(f"CREATE OR REPLACE VIEW {name} AS\n{select.strip()}")
 
 
+def set_view_security(name: str, security: str, *, definer: str | None = None,
+                      server_only: bool = False) -> None:
+    """How a view runs: ``DEFINER`` (with ``definer``'s rights), ``INVOKER`` (its reader's) or ``NONE``.
+
+    Re-runnable: setting what is already set changes nothing.  chDB has no
+    access storage and so no named users: there a ``DEFINER = name`` clause
+    fails (code 192) and the view runs as its only user, ``default``, so the
+    clause is left out on the embedded engine (offline SQL, written for a
+    server, keeps it).  ``server_only``: on the embedded engine the statement
+    is checked and recorded as skipped, like an access statement (chDB
+    refuses ``NONE`` for want of the ALLOW SQL SECURITY NONE privilege).
+    """
+    clause = f"SQL SECURITY {security}"
+    impl = op.get_context().impl
+    embedded = getattr(impl, "is_embedded", False) and _online()
+    if definer and not embedded:
+        clause = f"DEFINER = {definer} {clause}"
+    sql = f"ALTER TABLE {name} MODIFY {clause}"
+    if server_only and embedded:
+        impl.skip_statement(sql)
+    else:
+        _run(sql)
+
+
 def drop_view(name: str) -> None:
     _run(f"DROP VIEW IF EXISTS {name} SYNC")
 

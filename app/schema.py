@@ -10,6 +10,7 @@ nowhere else.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -48,6 +49,11 @@ class DbObject:
     order_by: str = ""
     partition_by: str = ""
     ttl: str = ""
+    # How a view runs: "DEFINER" (with its definer's rights), "INVOKER" (with
+    # its reader's) or "NONE".  '' for tables, and in an expectation that
+    # does not state it.  The definer's name is not here: on the embedded
+    # engine there are no named users (see app.verify.definer_findings).
+    security: str = ""
 
     @property
     def database(self) -> str:
@@ -274,7 +280,8 @@ def snapshot_schema(conn, databases: Iterable[str] = ("zakaz", "meta", "bi")) ->
     if not params:
         return {}
     tables = conn.exec_driver_sql(
-        "SELECT database, name, toString(uuid), engine, engine_full, sorting_key, partition_key "
+        "SELECT database, name, toString(uuid), engine, engine_full, sorting_key, partition_key, "
+        "if(engine IN ('View', 'MaterializedView'), create_table_query, '') "
         f"FROM system.tables WHERE database IN ({placeholders})",
         params,
     ).all()
@@ -309,7 +316,7 @@ def snapshot_schema(conn, databases: Iterable[str] = ("zakaz", "meta", "bi")) ->
             # ones (old servers) after the view's name; a view written TO an
             # existing table has neither and no storage of its own.
             storage = rows.get(f"{database}..inner_id.{uuid}") or rows.get(f"{database}..inner.{name}")
-        engine_full, sorting_key, partition_key = storage[4:] if storage else ("", "", "")
+        engine_full, sorting_key, partition_key = storage[4:7] if storage else ("", "", "")
         clauses = split_engine_full(engine_full)
         schema[full_name] = DbObject(
             name=full_name,
@@ -321,8 +328,41 @@ def snapshot_schema(conn, databases: Iterable[str] = ("zakaz", "meta", "bi")) ->
             partition_by=normalise_key(partition_key),
             # system.tables has no TTL column: engine_full is the only source.
             ttl=normalise_expression(clauses.get("TTL", "")),
+            security=view_security(rows[full_name][7], kind),
         )
     return schema
+
+
+# The clause sits before a view's AS (after its column list, or after a
+# materialized view's storage); the first match is that one, since a string
+# in the query comes later.
+_SQL_SECURITY = re.compile(r"\s(?:DEFINER = (`[^`]*`|\S+) )?SQL SECURITY (DEFINER|INVOKER|NONE) AS ")
+
+
+def view_security(create_table_query: str, kind: str = VIEW) -> str:
+    """``DEFINER`` / ``INVOKER`` / ``NONE`` from a view's CREATE statement; '' for a table.
+
+    Created without the clause, a view runs as ``INVOKER`` (the server's
+    default_normal_view_sql_security, never changed here) and a materialized
+    view as ``NONE`` (ignore_empty_sql_security_in_create_view_query, on by
+    default on both lines); both lines print the clause only once it was
+    given or ALTERed, so the default is filled in here.
+    """
+    if kind == TABLE:
+        return ""
+    m = _SQL_SECURITY.search(create_table_query or "")
+    return m.group(2) if m else ("INVOKER" if kind == VIEW else "NONE")
+
+
+def without_sql_security(create_table_query: str) -> str:
+    """A CREATE statement without its DEFINER / SQL SECURITY clause (compared as ``security``)."""
+    return _SQL_SECURITY.sub(" AS ", create_table_query or "", count=1)
+
+
+def view_definer(create_table_query: str) -> str | None:
+    """The ``DEFINER = name`` of a view's CREATE statement, unquoted, or None."""
+    m = _SQL_SECURITY.search(create_table_query or "")
+    return m.group(1).strip("`") if m and m.group(1) else None
 
 
 # --- the written form (app.canonical, and revisions that freeze a schema) ---
@@ -358,13 +398,16 @@ def parse_tables(text: str) -> list[DbObject]:
     return objects
 
 
-def parse_views(text: str, kind: str) -> list[DbObject]:
-    """Views written one per line: ``db.name [storage clause]: col, col, ...``."""
+def parse_views(text: str, kind: str, security: str = "") -> list[DbObject]:
+    """Views written one per line: ``db.name [storage clause]: col, col, ...``.
+
+    ``security``: how every one of them must run (``DEFINER``), if that is expected.
+    """
     objects = []
     for line in text.strip().splitlines():
         head, _, names = line.rpartition(":")
         name, _, clause = head.strip().partition(" ")
         columns = tuple(Column(n.strip(), "") for n in names.split(","))
         fields = _engine_fields(clause) if clause else {}
-        objects.append(DbObject(name=name, kind=kind, columns=columns, **fields))
+        objects.append(DbObject(name=name, kind=kind, columns=columns, security=security, **fields))
     return objects

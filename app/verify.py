@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable
 
 from app.ledger import LEDGER_TABLE, VERSION_VIEW
-from app.schema import TABLE, DbObject, Schema
+from app.schema import TABLE, VIEW, DbObject, Schema
 
 # The migration ledger lives beside the warehouse but is not part of it.
 IGNORED_NAMES = (LEDGER_TABLE, VERSION_VIEW)
@@ -26,6 +26,7 @@ _OBJECT_FIELDS = (
     ("order_by", "ORDER BY"),
     ("partition_by", "PARTITION BY"),
     ("ttl", "TTL"),
+    ("security", "SQL SECURITY"),
 )
 
 
@@ -66,7 +67,7 @@ class Finding:
             return f"unmanaged column {self.target}" + (f" ({self.actual})" if self.actual else "")
         if self.kind == "column_order":
             return f"column order of {self.object} differs (not fatal): expected {e}; found {a}"
-        label = dict(_OBJECT_FIELDS).get(self.kind, self.kind)
+        label = {**dict(_OBJECT_FIELDS), "definer": "DEFINER"}.get(self.kind, self.kind)
         if self.kind == "default":
             label = "DEFAULT"
         return f"{label} of {self.target}: expected {e}, found {a}"
@@ -87,7 +88,8 @@ def _compare_object(live: DbObject, exp: DbObject) -> list[Finding]:
     findings = [
         Finding(kind, name, "", getattr(exp, kind), getattr(live, kind))
         for kind, _ in _OBJECT_FIELDS
-        if getattr(exp, kind) != getattr(live, kind)
+        # security is judged only where the expectation states it (0011 froze none)
+        if getattr(exp, kind) != getattr(live, kind) and (kind != "security" or exp.security)
     ]
     # A view's column types are whatever its query yields (and differ
     # between ClickHouse lines); only its output names are part of the spec.
@@ -152,10 +154,11 @@ class SchemaMismatch(Exception):
         )
 
 
-def assert_schema(conn, expected: Schema) -> None:
+def assert_schema(conn, expected: Schema, *, definer: str | None = None) -> None:
     """Raise SchemaMismatch unless the live database matches ``expected``.
 
-    Besides the column-by-column comparison, every view must answer a SELECT.
+    Besides the column-by-column comparison, every view must answer a SELECT,
+    and with ``definer``, every view of ``expected`` must run as that user.
     """
     from app.schema import snapshot_schema
 
@@ -169,5 +172,28 @@ def assert_schema(conn, expected: Schema) -> None:
             except Exception as exc:
                 orig = str(getattr(exc, "orig", exc)).splitlines()[0]
                 findings.append(Finding("unselectable", name, "", "selectable", orig))
+    if definer:
+        findings += definer_findings(conn, [n for n, o in expected.items() if o.kind != TABLE], definer)
     if findings:
         raise SchemaMismatch(findings)
+
+
+def definer_findings(conn, views: Iterable[str], definer: str) -> list[Finding]:
+    """Views and materialized views whose ``DEFINER`` is not ``definer``, on a server.
+
+    Not part of the schema snapshot: on the embedded engine (no access
+    storage, no named users) every DEFINER view runs as ``default``.
+    """
+    from app.schema import view_definer
+
+    names = sorted(views)
+    if not names:
+        return []
+    rows = dict(conn.exec_driver_sql(
+        "SELECT concat(database, '.', name), create_table_query FROM system.tables "
+        "WHERE engine IN ('View', 'MaterializedView') AND concat(database, '.', name) IN ("
+        + ", ".join(f"%(v{i})s" for i in range(len(names))) + ")",
+        {f"v{i}": n for i, n in enumerate(names)},
+    ).all())
+    return [Finding("definer", n, "", definer, view_definer(rows[n]) or "(none)")
+            for n in names if n in rows and view_definer(rows[n]) != definer]

@@ -28,6 +28,7 @@ from app.users import APP_USERS
 
 WAREHOUSE_DATABASES = ("zakaz", "meta", "bi")
 ROLES = ("zakaz_etl", "zakaz_reader", "zakaz_backup")
+VIEW_DEFINER = "zakaz_view_definer"  # revision 0012
 TEST_DATABASE_PREFIX = "zt_"
 BACKEND_ENV = "ZAKAZ_SERVER_BACKEND"
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -266,7 +267,7 @@ def reset(server: Server) -> None:
     run_sql(
         admin,
         *(f"DROP DATABASE IF EXISTS {db} SYNC" for db in [*WAREHOUSE_DATABASES, *(r[0] for r in test_dbs)]),
-        *(f"DROP USER IF EXISTS {u.name}" for u in APP_USERS),
+        *(f"DROP USER IF EXISTS {u}" for u in (*(u.name for u in APP_USERS), VIEW_DEFINER)),
         *(f"DROP ROLE IF EXISTS {r}" for r in ROLES),
     )
 

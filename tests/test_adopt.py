@@ -70,7 +70,7 @@ def adopted(url, cache, before, *, allow_data_loss=False, changed=()):
     verified = commands.verify(url)
     assert [str(f) for f in verified["findings"] if f.fatal] == []
     status = commands.status(url)
-    assert status.heads == ["0011"] and status.pending == [] and status.problem is None
+    assert status.heads == ["0013"] and status.pending == [] and status.problem is None
     with connect(url) as conn:
         rows = ledger.read_rows(conn, "default")
     first = rows[0]
@@ -93,7 +93,7 @@ def _kinds(plan):
 
 def test_replayed_states_are_the_chain_and_are_cached_by_checksum(cache, tmp_path, versions_copy):
     states = adopt.revision_states(cache_dir=cache)
-    assert states.revisions == [f"{i:04d}" for i in range(1, 12)]
+    assert states.revisions == [f"{i:04d}" for i in range(1, 14)]
     by_rev = {s.revision: s.schema for s in states.states}
     assert "zakaz.fact_qtickets_inventory_latest" not in by_rev["0008"]
     assert "zakaz.fact_qtickets_inventory_latest" in by_rev["0009"]
@@ -102,7 +102,7 @@ def test_replayed_states_are_the_chain_and_are_cached_by_checksum(cache, tmp_pat
     assert by_rev["0007"]["zakaz.stg_qtickets_sheets_inventory"].partition_by == ""
     assert by_rev["0008"]["zakaz.stg_qtickets_sheets_inventory"].partition_by == "toYYYYMM(_loaded_at)"
     # The replayed head is the canonical schema.
-    assert [str(f) for f in compare_schema(by_rev["0011"], CANONICAL) if f.fatal] == []
+    assert [str(f) for f in compare_schema(by_rev["0013"], CANONICAL) if f.fatal] == []
 
     # The cache is what is read: a tampered copy is returned as is (no replay).
     files = list(cache.glob("adopt-*.json"))
@@ -160,7 +160,7 @@ def test_matching_rule_on_plain_data(cache):
 def test_plain_pre_lockdown_state_is_adopted_at_0004(db_url, cache):
     before = legacy(db_url)
     plan = adopt.plan_adoption(db_url, cache_dir=cache)
-    assert plan.revision == "0004" and plan.pending == [f"{i:04d}" for i in range(5, 12)]
+    assert plan.revision == "0004" and plan.pending == [f"{i:04d}" for i in range(5, 14)]
     assert plan.blocked_at == {"0005": ["missing column zakaz.fact_qtickets_sales._loaded_at"]}
     assert plan.ahead == [] and plan.unmanaged == [] and plan.refusals == []
     # Only views differ (the old files wrote their own queries; v_sales_latest lacked FINAL).
@@ -305,7 +305,7 @@ def test_cli_plans_then_applies(db_url, cache, monkeypatch):
     runner = CliRunner()
     shown = runner.invoke(main, ["adopt", "--url", db_url])
     assert shown.exit_code == 0, shown.output
-    assert "matches:   0004, the latest revision it fully contains (head 0011)" in shown.output
+    assert "matches:   0004, the latest revision it fully contains (head 0013)" in shown.output
     assert "modify_column zakaz.meta_job_runs.run_id: type UUID -> String" in shown.output
     assert "Nothing changed. Run `zakaz-schema adopt --apply` to do it." in shown.output
     assert _state(db_url) == before
@@ -316,7 +316,7 @@ def test_cli_plans_then_applies(db_url, cache, monkeypatch):
     assert applied.exit_code == 0, applied.output
     data = json.loads(applied.output)
     assert data["ok"] and data["revision"] == "0004" and data["data_changes"] == []
-    assert [s["revision"] for s in data["steps"]] == [f"{i:04d}" for i in range(5, 12)]
+    assert [s["revision"] for s in data["steps"]] == [f"{i:04d}" for i in range(5, 14)]
     verify = runner.invoke(main, ["verify", "--url", db_url])
     assert verify.exit_code == 0 and "OK: 41 objects" in verify.output
     # run_id was UUID: now String, every id kept.

@@ -119,7 +119,7 @@ def test_ledger_never_mutated_and_two_heads_survive_optimize(db_url, query, vers
 
     command.upgrade(cfg, "heads")
     query("OPTIMIZE TABLE default.zakaz_schema_ledger FINAL")
-    assert sorted(r[0] for r in query("SELECT version_num FROM default.alembic_version")) == ["0011", "0100"]
+    assert sorted(r[0] for r in query("SELECT version_num FROM default.alembic_version")) == ["0013", "0100"]
     cfg.attributes["allow_data_loss"] = True
     command.downgrade(cfg, "base")
     command.stamp(cfg, "0003")
@@ -136,21 +136,21 @@ def test_plain_alembic_cli_upgrade_current_history(tmp_path):
     )
     up = run("upgrade", "head")
     assert up.returncode == 0, up.stderr
-    assert "Running upgrade 0010 -> 0011" in up.stderr
+    assert "Running upgrade 0012 -> 0013" in up.stderr
     current = run("current")
-    assert current.returncode == 0 and "0011 (head)" in current.stdout
+    assert current.returncode == 0 and "0013 (head)" in current.stdout
     down = run("downgrade", "0008")
     assert down.returncode == 0, down.stderr  # empty tables: nothing to lose
     assert "0008" in run("current").stdout
     history = run("history")
-    assert "0001" in history.stdout and "0011" in history.stdout
+    assert "0001" in history.stdout and "0013" in history.stdout
 
 
 def test_offline_sql_has_ledger_inserts_and_no_password():
     sql = commands.offline_sql("clickhouse+native://deploy:s3cret@db.example:9000/default", "head")
     assert "s3cret" not in sql
     assert "CREATE TABLE IF NOT EXISTS default.zakaz_schema_ledger" in sql
-    assert sql.count("INSERT INTO default.zakaz_schema_ledger") == 11
+    assert sql.count("INSERT INTO default.zakaz_schema_ledger") == 13
     assert "GRANT INSERT, SELECT ON meta.backup_runs TO zakaz_backup" in sql
     assert "RENAME TABLE" not in sql or "EXCHANGE TABLES" in sql
 

@@ -25,10 +25,10 @@ def test_upgrade_prints_each_revision_and_a_summary(cli):
     result = cli("upgrade")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert sum(1 for line in lines if line.startswith("  + ")) == 11
+    assert sum(1 for line in lines if line.startswith("  + ")) == 13
     assert "0008" in result.output and "stmt" in result.output and " ms" in result.output
     assert "access statements checked and skipped" in result.output
-    assert lines[-1].startswith("11 step(s) in") and "at 0011 (head)" in lines[-1]
+    assert lines[-1].startswith("13 step(s) in") and "at 0013 (head)" in lines[-1]
     again = cli("upgrade")
     assert again.exit_code == 0 and "Nothing to do" in again.output
 
@@ -38,10 +38,10 @@ def test_status_history_and_json(cli):
     status = cli("status", "--json")
     data = json.loads(status.output)
     assert data["heads"] == ["0004"]
-    assert [p["revision"] for p in data["pending"]] == [f"{i:04d}" for i in range(5, 12)]
+    assert [p["revision"] for p in data["pending"]] == [f"{i:04d}" for i in range(5, 14)]
     assert data["engine"] == "chdb" and data["server_version"].split(".")[0].isdigit()
     human = cli("status")
-    assert "pending:   7 revision(s)" in human.output
+    assert "pending:   9 revision(s)" in human.output
     history = json.loads(cli("history", "--json").output)
     assert [h["revision"] for h in history] == ["0001", "0002", "0003", "0004"]
     assert all(h["status"] == "applied" and h["file_matches"] for h in history)
@@ -106,7 +106,7 @@ def test_sql_renders_ranges(cli):
     full = cli("sql", "head")
     assert full.exit_code == 0
     assert "CREATE DATABASE IF NOT EXISTS zakaz" in full.output
-    assert full.output.count("INSERT INTO default.zakaz_schema_ledger") == 11
+    assert full.output.count("INSERT INTO default.zakaz_schema_ledger") == 13
     part = cli("sql", "0007:0009")
     assert "CREATE DATABASE" not in part.output
     assert "EXCHANGE TABLES zakaz.stg_qtickets_sheets_inventory AND zakaz.stg_qtickets_sheets_inventory__rebuild" in part.output
@@ -125,22 +125,22 @@ def test_downgrade_refuses_to_drop_rows_without_flag(cli, query):
     assert query("SELECT count() FROM zakaz.fact_qtickets_inventory_latest") == [(2,)]
     done = cli("downgrade", "0008", "--allow-data-loss")
     assert done.exit_code == 0, done.output
-    assert "  - 0011" in done.output and "  - 0009" in done.output
+    assert "  - 0013" in done.output and "  - 0009" in done.output
 
 
 def test_new_revision_from_template(versions_copy, monkeypatch):
     from app import commands
 
     path = commands.new_revision("Add zakaz.fact_refunds table", script_location=str(versions_copy))
-    assert path.endswith("0012_add_zakaz_fact_refunds_table.py")
+    assert path.endswith("0014_add_zakaz_fact_refunds_table.py")
     text = open(path).read()
-    assert 'down_revision = \'0011\'' in text
+    assert 'down_revision = \'0013\'' in text
     assert "from app.operations import" in text and "DOWNGRADE_LOSES" in text
     assert "def upgrade()" in text and "def downgrade()" in text
     with pytest.raises(commands.RevisionRefused, match="second head"):
         commands.new_revision("side", head="0005", script_location=str(versions_copy))
     side = commands.new_revision("side", head="0005", branch=True, script_location=str(versions_copy))
-    assert "0013_side.py" in side
+    assert "0015_side.py" in side
     with pytest.raises(commands.RevisionRefused, match="2 heads"):
         commands.new_revision("third", script_location=str(versions_copy))
 

@@ -21,6 +21,7 @@ from app.cli import main
 from app.cluster import Cluster, ClusterRewriteError, logical_engine, rewrite
 from app.config import PROJECT_ROOT, ConfigError
 from app.engine import connect
+from app.errors import clickhouse_error_code
 
 SERVER_URL = "clickhouse+native://deploy@db.example:9000/default"
 MERGE_TREE = re.compile(r"^(Replacing|Summing|Aggregating|Collapsing|VersionedCollapsing|Graphite)?MergeTree$")
@@ -86,8 +87,8 @@ def test_every_ddl_statement_of_the_chain_runs_on_cluster(cluster_sql, format_qu
 
 def test_ledger_inserts_and_copies_carry_no_on_cluster(cluster_sql, format_query):
     inserts = [s for s in statements(cluster_sql) if first_word(s) == "INSERT"]
-    assert sum(1 for s in inserts if "zakaz_schema_ledger" in s) == 11
-    assert len(inserts) == 13  # + the 0008 rebuild copy and the 0009 backfill
+    assert sum(1 for s in inserts if "zakaz_schema_ledger" in s) == 13
+    assert len(inserts) == 15  # + the 0008 rebuild copy and the 0009 backfill
     for stmt in inserts:
         assert "ON CLUSTER" not in format_query(stmt)
 
@@ -345,7 +346,7 @@ TIMEOUT_TEXT = (
 
 def test_a_ddl_timeout_is_explained_in_one_line(db_url):
     exc = Exception(TIMEOUT_TEXT)
-    assert cluster_mode.error_code(exc) == 159
+    assert clickhouse_error_code(exc) == 159
     c = Cluster("zakaz", ddl_task_timeout=5)
     with connect(db_url) as conn:
         # chDB has no DDL queue to read: the message still names the task to look up.
@@ -360,7 +361,7 @@ def test_error_code_reads_through_sqlalchemy_and_driver_wrappers(db_url):
     with connect(db_url) as conn:
         with pytest.raises(Exception) as info:
             conn.exec_driver_sql("SELECT * FROM default.no_such_table")
-    assert cluster_mode.error_code(info.value) == 60  # UNKNOWN_TABLE
+    assert clickhouse_error_code(info.value) == 60  # UNKNOWN_TABLE
 
 
 def test_alembic_own_operations_are_rewritten_too():

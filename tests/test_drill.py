@@ -130,31 +130,31 @@ def test_column_read_from_a_volatile_default_is_flagged_not_failed(versions_copy
     """Rows already in a table read an added column's DEFAULT anew at each read;
     rand() makes that visible on every read, not just when a second passes."""
     versions = versions_copy / "versions"
-    (versions / "0012_noise.py").write_text(NOISE.format(
-        rev="0012", down="0011", loses='["meta.etl_runs.noise"]',
+    (versions / "0014_noise.py").write_text(NOISE.format(
+        rev="0014", down="0013", loses='["meta.etl_runs.noise"]',
         up='add_column("meta.etl_runs", "noise UInt32 DEFAULT rand()")',
         down_op='drop_column("meta.etl_runs", "noise")'))
-    (versions / "0013_view.py").write_text(NOISE.format(
-        rev="0013", down="0012", loses="[]",
+    (versions / "0015_view.py").write_text(NOISE.format(
+        rev="0015", down="0014", loses="[]",
         up='create_view("meta.v_one", "SELECT 1 AS one")', down_op='drop_view("meta.v_one")'))
-    report = run_drill(from_rev="0012", with_data=True, script_location=str(versions_copy))
+    report = run_drill(from_rev="0014", with_data=True, script_location=str(versions_copy))
     assert report.ok, report.failures
-    assert [r.revision for r in report.results] == ["0012", "0013"]
+    assert [r.revision for r in report.results] == ["0014", "0015"]
     assert any(n.startswith("warning: meta.etl_runs.noise is not stored") and "rand()" in n
                for n in report.results[0].notes)
 
 
 def test_drill_on_a_given_database_starts_where_it_is(db_url, query):
-    commands.upgrade(db_url, "0009")
-    with pytest.raises(DrillError, match="the database is at 0009, past the start of the drill"):
+    commands.upgrade(db_url, "0011")
+    with pytest.raises(DrillError, match="the database is at 0011, past the start of the drill"):
         run_drill(db_url, from_rev="0005")
     report = run_drill(db_url, with_data=True)
     assert report.ok, report.failures
-    assert report.start == "0009" and [r.revision for r in report.results] == ["0010", "0011"]
-    assert query("SELECT version_num FROM default.alembic_version") == [("0011",)]
+    assert report.start == "0011" and [r.revision for r in report.results] == ["0012", "0013"]
+    assert query("SELECT version_num FROM default.alembic_version") == [("0013",)]
     # Sample rows went only into the tables that were empty (all of them, here).
     assert query("SELECT count() FROM zakaz.dim_events") == [(20,)]
-    with pytest.raises(DrillError, match="nothing to drill: the database is already at 0011"):
+    with pytest.raises(DrillError, match="nothing to drill: the database is already at 0013"):
         run_drill(db_url)
 
 
@@ -167,11 +167,11 @@ def runner():
 
 def test_cli_drill_uses_a_scratch_database_not_the_configured_one(runner, db_url, monkeypatch):
     monkeypatch.setenv("ZAKAZ_DATABASE_URL", db_url)
-    result = runner.invoke(main, ["drill", "--from", "0010", "--json"], catch_exceptions=False)
+    result = runner.invoke(main, ["drill", "--from", "0012", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["ok"] and data["scratch"] and data["url"] == "scratch" and data["failures"] == []
-    assert [r["revision"] for r in data["results"]] == ["0010", "0011"]
+    assert [r["revision"] for r in data["results"]] == ["0012", "0013"]
     assert all(r["schema_restored"] and r["rows_kept"] is None for r in data["results"])
     assert not Path(db_url.split("path=", 1)[1]).exists()
 
@@ -184,13 +184,13 @@ def test_cli_drill_refuses_a_url_without_yes(runner, db_url):
 
 
 def test_cli_drill_on_a_url_with_yes_prints_the_table(runner, db_url):
-    commands.upgrade(db_url, "0010")
+    commands.upgrade(db_url, "0012")
     result = runner.invoke(main, ["drill", "--url", db_url, "--yes", "--with-data"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[1].split() == ["revision", "up", "ms", "down", "ms", "schema", "restored", "rows", "kept", "notes"]
-    assert lines[2].split()[0] == "0011" and lines[2].split()[3:5] == ["yes", "yes"]
-    assert lines[-1].startswith("OK: 1 revision(s) 0011..0011")
+    assert lines[2].split()[0] == "0013" and lines[2].split()[3:5] == ["yes", "yes"]
+    assert lines[-1].startswith("OK: 1 revision(s) 0013..0013")
 
 
 def test_cli_drill_exits_1_naming_the_broken_revision(runner, versions_copy, monkeypatch):

@@ -88,13 +88,13 @@ def test_kth_statement_failure_is_recorded_and_resume_converges(revision, clean_
 
 
 def test_a_killed_process_leaves_an_interrupted_step_and_resume_converges(db_url, versions_copy, monkeypatch):
-    slow = versions_copy / "versions" / "0012_slow.py"
+    slow = versions_copy / "versions" / "0014_slow.py"
     slow.write_text(textwrap.dedent('''
         """A revision that stalls after its first statement (for the crash test)."""
         import sys, time
         from app.operations import create_table, drop_table
-        revision = "0012"
-        down_revision = "0011"
+        revision = "0014"
+        down_revision = "0013"
         branch_labels = None
         depends_on = None
         DOWNGRADE_LOSES = ["zakaz.slow"]
@@ -109,7 +109,7 @@ def test_a_killed_process_leaves_an_interrupted_step_and_resume_converges(db_url
             drop_table("zakaz.slow")
     '''))
     monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
-    commands.upgrade(db_url, "0011")
+    commands.upgrade(db_url, "0013")
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "upgrade", "--url", db_url],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy(),
@@ -120,18 +120,18 @@ def test_a_killed_process_leaves_an_interrupted_step_and_resume_converges(db_url
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     st = commands.status(db_url)
-    assert st.heads == ["0011"]
-    assert st.problem["state"] == "interrupted" and st.problem["revision"] == "0012"
+    assert st.heads == ["0013"]
+    assert st.problem["state"] == "interrupted" and st.problem["revision"] == "0014"
     runner = CliRunner()
     status = runner.invoke(main, ["status", "--url", db_url])
-    assert status.exit_code == 1 and "0012 interrupted" in status.output
+    assert status.exit_code == 1 and "0014 interrupted" in status.output
     blocked = runner.invoke(main, ["upgrade", "--url", db_url])
     assert blocked.exit_code == 2 and "interrupted" in blocked.output and "--resume" in blocked.output
     monkeypatch.setenv("ZAKAZ_NO_STALL", "1")
     resumed = runner.invoke(main, ["upgrade", "--resume", "--url", db_url])
     assert resumed.exit_code == 0, resumed.output
     st = commands.status(db_url)
-    assert st.heads == ["0012"] and st.problem is None
+    assert st.heads == ["0014"] and st.problem is None
 
 
 def test_repair_mark_applied_and_reverted(db_url, query):

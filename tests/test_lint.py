@@ -3,7 +3,7 @@
 Bad revisions go into a copy of the migrations folder (``versions_copy``).
 Most tests cut the copy after 0002 and put the bad revision on top as 0003,
 so each lint replays three revisions instead of twelve; 0002 has enough
-tables and views for every rule.  One test lints a bad 0012 on the full
+tables and views for every rule.  One test lints a bad 0014 on the full
 chain, the way a new revision is linted in practice.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def line_of(path: Path, text: str) -> int:
 
 def test_real_chain_lints_clean_with_only_the_kept_warnings():
     report = lint_revisions()
-    assert report.revisions == [f"{i:04d}" for i in range(1, 12)]
+    assert report.revisions == [f"{i:04d}" for i in range(1, 14)]
     assert [str(f) for f in report.errors] == []
     assert {(f.rule, f.revision) for f in report.warnings} == EXPECTED_WARNINGS
     assert report.not_replayed == []
@@ -106,8 +106,8 @@ def test_cli_lint_json_and_exit_codes(short_chain):
     assert unknown.exit_code == 2 and "9999" in unknown.output
 
 
-def test_a_bad_0012_on_the_full_chain(versions_copy):
-    path = write_revision(versions_copy, "0012", """
+def test_a_bad_0014_on_the_full_chain(versions_copy):
+    path = write_revision(versions_copy, "0014", """
         DOWNGRADE_LOSES = []
 
         def upgrade():
@@ -115,17 +115,17 @@ def test_a_bad_0012_on_the_full_chain(versions_copy):
 
         def downgrade():
             add_column("zakaz.dim_events", "end_date Nullable(Date)")
-    """, down="0011")
-    report = lint_bad(versions_copy, "0012")
-    assert report.revisions == ["0012"]
-    drop = finding(report, "destructive-drop", "0012")
+    """, down="0013")
+    report = lint_bad(versions_copy, "0014")
+    assert report.revisions == ["0014"]
+    drop = finding(report, "destructive-drop", "0014")
     assert "zakaz.dim_events.end_date" in drop.message and "UPGRADE_LOSES" in drop.message
     assert drop.line == line_of(path, 'drop_column("zakaz.dim_events"')
     # v_qtickets_sales_dashboard (0009) reads dim_events.end_date.
-    broken = finding(report, "view-reference", "0012")
+    broken = finding(report, "view-reference", "0014")
     assert "v_qtickets_sales_dashboard" in broken.message
-    # Only 0012 is reported, though the whole chain was replayed under it.
-    assert {f.revision for f in report.findings} == {"0012"}
+    # Only 0014 is reported, though the whole chain was replayed under it.
+    assert {f.revision for f in report.findings} == {"0014"}
 
 
 # --- one bad revision per rule ---------------------------------------------------------

@@ -191,7 +191,8 @@ def _create_table(obj: DbObject) -> str:
 def _create_view(obj: DbObject) -> str:
     # Only the output names matter to the snapshot; the query is a stand-in.
     if obj.kind == VIEW:
-        return f"CREATE VIEW {obj.name} AS SELECT " + ", ".join(f"NULL AS `{c.name}`" for c in obj.columns)
+        security = f"SQL SECURITY {obj.security} " if obj.security else ""
+        return f"CREATE VIEW {obj.name} {security}AS SELECT " + ", ".join(f"NULL AS `{c.name}`" for c in obj.columns)
     storage = f"ENGINE = {obj.engine} ORDER BY ({obj.order_by or 'tuple()'})"
     if obj.partition_by:
         storage += f" PARTITION BY ({obj.partition_by})"
@@ -421,3 +422,47 @@ def test_finding_to_dict():
         "expected": "DateTime DEFAULT now()", "actual": "", "fatal": True,
         "message": "missing column zakaz.fact_qtickets_sales._loaded_at (expected DateTime DEFAULT now())",
     }
+
+
+# --- how views run (SQL SECURITY) ---------------------------------------------------
+
+def test_snapshot_reads_how_each_view_runs(conn):
+    run(conn, "CREATE DATABASE zakaz",
+        "CREATE TABLE zakaz.t (a UInt8) ENGINE = MergeTree ORDER BY a",
+        "CREATE VIEW zakaz.plain AS SELECT a FROM zakaz.t",
+        # A string that looks like the clause must not be read as it.
+        "CREATE VIEW zakaz.definer SQL SECURITY DEFINER AS SELECT 'x) SQL SECURITY INVOKER AS ' AS a",
+        "CREATE VIEW zakaz.altered AS SELECT a FROM zakaz.t",
+        "ALTER TABLE zakaz.altered MODIFY SQL SECURITY DEFINER",
+        "ALTER TABLE zakaz.altered MODIFY SQL SECURITY INVOKER",
+        "CREATE MATERIALIZED VIEW zakaz.mv ENGINE = MergeTree ORDER BY a AS SELECT a FROM zakaz.t",
+        "CREATE MATERIALIZED VIEW zakaz.mv2 ENGINE = MergeTree ORDER BY a AS SELECT a FROM zakaz.t",
+        "ALTER TABLE zakaz.mv2 MODIFY SQL SECURITY DEFINER")
+    live = snapshot_schema(conn, ["zakaz"])
+    assert {n: o.security for n, o in live.items()} == {
+        "zakaz.t": "", "zakaz.plain": "INVOKER", "zakaz.definer": "DEFINER",
+        # ALTERed back: the explicit clause equals never having had one.
+        "zakaz.altered": "INVOKER",
+        "zakaz.mv": "NONE", "zakaz.mv2": "DEFINER",
+    }
+
+
+def test_security_is_compared_only_where_the_expectation_states_it():
+    live = _schema(DbObject("zakaz.v", VIEW, (Column("a", ""),), security="INVOKER"))
+    unstated = _schema(DbObject("zakaz.v", VIEW, (Column("a", ""),)))
+    stated = _schema(DbObject("zakaz.v", VIEW, (Column("a", ""),), security="DEFINER"))
+    assert compare_schema(live, unstated) == []
+    assert [str(f) for f in compare_schema(live, stated)] == [
+        "SQL SECURITY of zakaz.v: expected DEFINER, found INVOKER"]
+
+
+def test_view_definer_and_the_clause_removed_from_a_definition():
+    from app.schema import view_definer, without_sql_security
+
+    server = ("CREATE MATERIALIZED VIEW zakaz.mv (`a` UInt8) ENGINE = MergeTree ORDER BY a "
+              "SETTINGS index_granularity = 8192 DEFINER = zakaz_view_definer SQL SECURITY DEFINER AS SELECT a FROM t")
+    assert view_definer(server) == "zakaz_view_definer"
+    assert view_definer("CREATE VIEW v (`a` UInt8) DEFINER = `odd name` SQL SECURITY DEFINER AS SELECT 1") == "odd name"
+    assert view_definer("CREATE VIEW v (`a` UInt8) SQL SECURITY INVOKER AS SELECT 1") is None
+    assert without_sql_security(server) == ("CREATE MATERIALIZED VIEW zakaz.mv (`a` UInt8) ENGINE = MergeTree "
+                                            "ORDER BY a SETTINGS index_granularity = 8192 AS SELECT a FROM t")

@@ -233,6 +233,94 @@ def test_users_apply_creates_then_updates_and_the_grants_take_effect(server_url,
     assert support.responds(user_url(clean_server, p, "ZAKAZ_ETL_WRITER_PASSWORD", "zakaz", rotated))
 
 
+# What each role exists for, and no more, on every object of the warehouse.
+# DataLens reads the dashboards over HTTP; each view gets a query shaped like a
+# chart's: filters on dates, GROUP BY, ORDER BY, LIMIT.
+DASHBOARD_QUERIES = {
+    "zakaz.v_sales_latest": "SELECT event_date, city, sum(tickets_sold), sum(revenue) FROM zakaz.v_sales_latest "
+                            "WHERE event_date >= today() - 60 GROUP BY event_date, city ORDER BY event_date LIMIT 100",
+    "zakaz.v_sales_14d": "SELECT d, sum(tickets_sold) AS t FROM zakaz.v_sales_14d GROUP BY d ORDER BY d",
+    "zakaz.v_dm_sales_daily": "SELECT city, sum(net_revenue) FROM zakaz.v_dm_sales_daily "
+                              "WHERE event_date BETWEEN today() - 30 AND today() GROUP BY city ORDER BY 2 DESC",
+    "zakaz.v_vk_ads_daily": "SELECT stat_date, sum(spend), sum(clicks) FROM zakaz.v_vk_ads_daily "
+                            "GROUP BY stat_date ORDER BY stat_date",
+    "zakaz.v_marketing_roi_daily": "SELECT d, city, roas, cpc, cpt FROM zakaz.v_marketing_roi_daily "
+                                   "WHERE d >= today() - 30 ORDER BY d, city LIMIT 500",
+    "zakaz.v_qtickets_sales_latest": "SELECT event_name, sum(tickets_sold), sum(revenue) FROM zakaz.v_qtickets_sales_latest "
+                                     "GROUP BY event_name ORDER BY 3 DESC LIMIT 20",
+    "zakaz.v_qtickets_sales_14d": "SELECT date, city, sum(revenue) FROM zakaz.v_qtickets_sales_14d GROUP BY date, city",
+    "zakaz.v_qtickets_inventory": "SELECT city, sum(tickets_total), sum(tickets_left), sum(tickets_sold) "
+                                  "FROM zakaz.v_qtickets_inventory GROUP BY city",
+    "zakaz.v_qtickets_freshness": "SELECT source, table_name, latest_date, days_behind FROM zakaz.v_qtickets_freshness",
+    "zakaz.v_qtickets_sales_dashboard": "SELECT event_name, city, tickets_sold_14d, tickets_left FROM "
+                                        "zakaz.v_qtickets_sales_dashboard ORDER BY tickets_sold_14d DESC LIMIT 50",
+    "meta.v_quality_last_day": "SELECT * FROM meta.v_quality_last_day",
+    "meta.v_sli_latest": "SELECT table_name, metric_name, max(metric_value) FROM meta.v_sli_latest "
+                         "GROUP BY table_name, metric_name",
+    "bi.v_sales_daily": "SELECT d, city, sum(tickets_sold), sum(revenue) FROM bi.v_sales_daily "
+                        "WHERE d >= today() - 90 GROUP BY d, city ORDER BY d",
+    "bi.v_vk_ads_daily": "SELECT d, sum(impressions), sum(clicks), sum(spend) FROM bi.v_vk_ads_daily GROUP BY d ORDER BY d",
+    "bi.v_marketing_roi_daily": "SELECT d, sum(revenue), sum(spend), if(sum(spend) = 0, NULL, sum(revenue) / sum(spend)) "
+                                "FROM bi.v_marketing_roi_daily GROUP BY d ORDER BY d",
+    "bi.v_ops_freshness": "SELECT source, freshness_hours_sales, freshness_hours_vk FROM bi.v_ops_freshness",
+    "zakaz.mv_qtickets_sales_latest": "SELECT city, sum(tickets_sold_14d) FROM zakaz.mv_qtickets_sales_latest GROUP BY city",
+}
+
+
+def warehouse_objects(admin: str) -> dict[str, str]:
+    """Every object in zakaz, meta and bi, as the server lists it: name -> engine."""
+    return {f"{d}.{t}": e for d, t, e in sql(
+        admin, "SELECT database, name, engine FROM system.tables "
+               "WHERE database IN ('zakaz', 'meta', 'bi') AND NOT startsWith(name, '.inner')")}
+
+
+def test_each_role_can_do_what_it_exists_for_and_no_more(clean_server):
+    admin = clean_server.url("native", support.fresh_database(clean_server))
+    commands.upgrade(admin, "head")
+    apply_users(admin)
+    with connect(admin) as conn:
+        from app.sample_data import load_sample
+
+        load_sample(conn, rows_per_table=20)
+    objects = warehouse_objects(admin)
+    views = sorted(n for n, e in objects.items() if e in ("View", "MaterializedView"))
+    assert sorted(DASHBOARD_QUERIES) == views  # a new view needs its dashboard query here
+    m = revision_module("0010")
+
+    reader = user_url(clean_server, "http", "ZAKAZ_DATALENS_READER_PASSWORD", "bi")
+    with connect(reader) as conn:
+        for name in views:
+            rows = conn.exec_driver_sql(DASHBOARD_QUERIES[name]).all()
+            assert rows or name in ("meta.v_quality_last_day",), f"{name}: no rows from the sample"
+        for name in m.READER_SELECTS:
+            conn.exec_driver_sql(f"SELECT count() FROM {name}").scalar()
+    for name in sorted(set(objects) - set(views) - set(m.READER_SELECTS)):
+        assert_denied(reader, f"SELECT * FROM {name} LIMIT 1")
+    for name in views:
+        assert_denied(reader, f"INSERT INTO {name} SELECT * FROM {name} LIMIT 0")
+
+    etl = user_url(clean_server, "http", "ZAKAZ_ETL_WRITER_PASSWORD", "zakaz")
+    with connect(etl) as conn:
+        for name in m.ETL_WRITES:
+            before = conn.exec_driver_sql(f"SELECT count() FROM {name}").scalar()
+            conn.exec_driver_sql(one_row_insert(name))
+            assert conn.exec_driver_sql(f"SELECT count() FROM {name}").scalar() == before + 1, name
+    for name in sorted(n for n, e in objects.items() if e not in ("View", "MaterializedView")
+                       and n not in m.ETL_WRITES):
+        assert_denied(etl, one_row_insert(name) if name in CANONICAL else f"INSERT INTO {name} SELECT * FROM {name}")
+
+    backup = user_url(clean_server, "http", "ZAKAZ_BACKUP_USER_PASSWORD", "meta")
+    with connect(backup) as conn:
+        conn.exec_driver_sql(one_row_insert("meta.backup_runs"))
+    for name in sorted(set(objects) - {"meta.backup_runs"}):
+        assert_denied(backup, f"SELECT * FROM {name} LIMIT 1")
+
+    # The views' definer exists for them alone: nobody logs in as it.
+    with pytest.raises(ConnectionFailed, match="authentication failed"):
+        with connect(clean_server.url("http", user=support.VIEW_DEFINER, password="")):
+            pass
+
+
 def test_users_apply_writes_no_password_to_output_ledger_or_server_logs(server_url):
     commands.upgrade(server_url, "head")
     env = {"ZAKAZ_DATABASE_URL": server_url, **PASSWORDS}
@@ -264,9 +352,9 @@ def test_users_apply_refuses_before_the_roles_exist(server_url):
 
 # --- operations that other commands build on ---------------------------------------
 
-def test_two_concurrent_upgrades_apply_once(server_url, clean_server):
-    if protocol_of(server_url) != "native":
-        pytest.skip("the lock is protocol-independent: exercised once, over native")
+def test_two_concurrent_upgrades_apply_once(clean_server):
+    # The lock is protocol-independent: exercised once, over native.
+    server_url = clean_server.url("native", support.fresh_database(clean_server))
     env = {"ZAKAZ_DATABASE_URL": server_url}
     procs = [support.start_cli("upgrade", "head", "--json", env=env) for _ in range(2)]
     results = []

@@ -59,9 +59,9 @@ def test_each_check_fails_on_a_view_broken_for_it(versions_copy):
 
 
 def test_a_failing_upgrade_is_the_failed_check(versions_copy):
-    (versions_copy / "versions" / "0012_broken.py").write_text(
+    (versions_copy / "versions" / "0014_broken.py").write_text(
         '"""Broken on purpose."""\nfrom app.operations import run\n\n'
-        'revision = "0012"\ndown_revision = "0011"\nbranch_labels = None\ndepends_on = None\n\n'
+        'revision = "0014"\ndown_revision = "0013"\nbranch_labels = None\ndepends_on = None\n\n'
         'def upgrade():\n    run("ALTER TABLE zakaz.no_such_table ADD COLUMN x UInt8")\n\n'
         'def downgrade():\n    pass\n')
     report = run_smoke_checks(script_location=str(versions_copy))
