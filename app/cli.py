@@ -365,15 +365,16 @@ def users():
 @click.option("--user", "names", multiple=True, metavar="NAME",
               help="Only this user (repeatable): etl_writer, datalens_reader or backup_user.")
 @click.option("--dry-run", is_flag=True, help="Print the statements, passwords masked, without connecting.")
+@cluster_option
 @translate_errors
-def users_apply(url, names, dry_run):
+def users_apply(url, names, dry_run, cluster):
     """Create or update the users from $ZAKAZ_*_PASSWORD and grant them their roles.
 
     \b
     Passwords: ZAKAZ_ETL_WRITER_PASSWORD, ZAKAZ_DATALENS_READER_PASSWORD,
     ZAKAZ_BACKUP_USER_PASSWORD (see .env.example).  Roles come from revision
     0010, so run `zakaz-schema upgrade` first.  Needs a server: the embedded
-    engine has no access storage.
+    engine has no access storage.  With --cluster, ON CLUSTER (every replica).
     """
     from app import users as app_users
     from app.config import mask_url, resolve_url
@@ -381,10 +382,10 @@ def users_apply(url, names, dry_run):
     url = resolve_url(url)
     try:
         if dry_run:
-            for stmt in app_users.plan(url, names):
+            for stmt in app_users.plan(url, names, cluster=cluster):
                 click.echo(f"{stmt.shown};")
             return
-        done = app_users.apply(url, names)
+        done = app_users.apply(url, names, cluster=cluster)
     except app_users.UsersRefused as exc:
         raise UsageFailure(_one_line(exc)) from None
     except app_users.ApplyFailed as exc:

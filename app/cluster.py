@@ -37,6 +37,7 @@ from typing import Any, Iterable, Mapping
 
 from app.config import ConfigError
 from app.dbapi import quote_literal
+from app.errors import clickhouse_error_code
 
 # ClickHouse's own default_replica_path.  {uuid} is required: a table rebuild
 # (operations.rebuild_table) swaps tables with EXCHANGE, which keeps each
@@ -80,6 +81,15 @@ class DistributedDDLTimeout(Exception):
     """ON CLUSTER DDL did not finish on every host within distributed_ddl_task_timeout."""
 
     code = DISTRIBUTED_DDL_TIMEOUT
+
+
+# NO_ZOOKEEPER, TABLE_IS_READ_ONLY (a replicated table without its Keeper
+# session), KEEPER_EXCEPTION: what a server without Keeper answers.
+KEEPER_ERRORS = (225, 242, 999)
+
+
+class KeeperUnavailable(ConfigError):
+    """The server cannot reach ZooKeeper/Keeper: found before anything changed (one line, exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -557,12 +567,20 @@ def apply_ddl_settings(conn, cluster: Cluster) -> None:
 
 
 def run_ddl(conn, sql: str, cluster: Cluster | None) -> None:
-    """Run DDL outside alembic (the ledger's, the lock's); a code 159 is explained like a step's."""
+    """Run DDL outside alembic (the ledger's, the lock's); a code 159 is explained like a step's,
+    a server without Keeper is KeeperUnavailable."""
     try:
         conn.exec_driver_sql(sql)
     except Exception as exc:
-        if is_distributed_ddl(sql, cluster) and error_code(exc) == DISTRIBUTED_DDL_TIMEOUT:
+        code = clickhouse_error_code(exc)
+        if is_distributed_ddl(sql, cluster) and code == DISTRIBUTED_DDL_TIMEOUT:
             raise explain_ddl_timeout(conn, cluster, exc, sql) from exc
+        if cluster is not None and code in KEEPER_ERRORS:
+            text = " ".join(str(getattr(exc, "orig", exc)).split())
+            raise KeeperUnavailable(
+                f"ON CLUSTER {cluster.name!r}: the server cannot reach ZooKeeper/Keeper ({text[:160]}); "
+                "nothing was changed. Check the Keeper ensemble and this node's <zookeeper> settings, then retry"
+            ) from exc
         raise
 
 
@@ -571,23 +589,6 @@ def set_statements(cluster: Cluster | None) -> list[str]:
     if cluster is None:
         return []
     return [f"SET {k} = {quote_literal(v)}" for k, v in cluster.ddl_settings().items()]
-
-
-def error_code(exc: BaseException) -> int:
-    """The ClickHouse error code inside a driver / SQLAlchemy exception, 0 if none."""
-    seen = set()
-    stack = [exc]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        code = getattr(e, "code", None)
-        if isinstance(code, int) and code:
-            return code
-        stack.extend([getattr(e, "orig", None), *[a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]])
-    m = re.search(r"Code: (\d+)", str(exc))
-    return int(m.group(1)) if m else 0
 
 
 def explain_ddl_timeout(conn, cluster: Cluster, exc: BaseException, sql: str) -> DistributedDDLTimeout:

@@ -6,23 +6,18 @@ ClickHouse error code.  Migrations and the ledger need all three, so results
 are read here as JSONCompact (exact ClickHouse types in ``meta``) and errors are
 mapped to PEP 249 classes carrying ``code``.
 
-Two chDB lines are supported: chdb-core 26.x (current ClickHouse, the
-default) and PyPI ``chdb`` 2.1.x (ClickHouse 24.8, the production line;
-``make test-compat``).  What differs in how they run is handled in the
-"engines" section below; what differs in ClickHouse itself and reaches this
-module is marked "ClickHouse 24.8" (a DateTime literal, error text).  Schema
-printing differences are app.schema's (normalise_*), nowhere else.
+The engine is chdb-core 26.x (current ClickHouse); production runs
+ClickHouse 24.8 servers.  What differs between the two lines and reaches this
+module is marked "ClickHouse 24.8" (a DateTime literal); schema printing
+differences are app.schema's (normalise_*), nowhere else.
 """
 from __future__ import annotations
 
-import atexit
 import datetime as _dt
 import fcntl
 import json
 import os
 import re
-import shutil
-import tempfile
 import threading
 from decimal import Decimal
 from typing import Any
@@ -86,9 +81,7 @@ _PROGRAMMING_CODES = {
     16, 36, 43, 44, 46, 47, 48, 57, 60, 62, 81, 82, 115, 117, 179, 352, 386, 497,
 }
 _DATA_CODES = {6, 27, 38, 41, 53, 69, 70, 72, 117, 321}
-# ClickHouse 24.8 (chdb 2.1) repeats the prefix for a nested exception:
-# "Code: 6. DB::Exception: Code: 6. DB::Exception: Cannot parse ...".
-_CODE_RE = re.compile(r"Code: (\d+)\.\s*(?:DB::Exception: )?(?:Code: \1\.\s*(?:DB::Exception: )?)*(.*)", re.S)
+_CODE_RE = re.compile(r"Code: (\d+)\.\s*(?:DB::Exception: )?(.*)", re.S)
 
 
 def error_from_chdb(exc: BaseException) -> Error:
@@ -182,24 +175,19 @@ def _convert_rows(meta: list[dict], data: list[list]) -> list[tuple]:
     return out
 
 
-# --- engines: chdb-core 26.x and chdb 2.1.x -------------------------------------
+# --- engine: chdb-core 26.x ---------------------------------------------------
 
 _lock = threading.Lock()
 
-# Where each line keeps the directory lock (a ClickHouse status file: an
-# exclusive flock, and "PID: n" inside).
-STATUS_FILE = "status"  # chdb-core 26.x: ClickHouse's own, held while connected
-COMPAT_LOCK_FILE = "chdb2.lock"  # chdb 2.1.x: ours, see _PerStatementEngine
 
-
-def _locked_by_other_process(path: str, name: str = STATUS_FILE) -> str | None:
+def _locked_by_other_process(path: str) -> str | None:
     """Return a description of the process holding ``path``, if any.
 
     ClickHouse keeps an exclusive flock on ``<path>/status`` while a server
     (or chDB) owns the directory; chDB only reports an opaque Code 36, so we
     probe the lock ourselves to say what is really wrong.
     """
-    status = os.path.join(path, name)
+    status = os.path.join(path, "status")
     if not os.path.exists(status):
         return None
     try:
@@ -225,13 +213,6 @@ def _in_use_error(path: str, holder: str) -> "EmbeddedLockedError":
         f"embedded database {path} is in use by another process ({holder}); "
         "wait for it to finish or stop it, then retry"
     )
-
-
-def engine_line() -> str:
-    """``"chdb-core"`` (chdb.connect exists: chdb-core 26.x, chdb >= 3) or ``"chdb2"`` (chdb 2.1.x)."""
-    import chdb  # deferred: importing chdb costs ~0.2 s
-
-    return "chdb-core" if hasattr(chdb, "connect") else "chdb2"
 
 
 class _ConnectedEngine:
@@ -266,193 +247,6 @@ class _ConnectedEngine:
         self._conn.close()
 
 
-_DROP = re.compile(r"^\s*DROP\s+(TABLE|VIEW|DICTIONARY|DATABASE)\b", re.I)
-_ENDS_WITH_SYNC = re.compile(r"\bSYNC\s*;?\s*$", re.I)
-_UNFINISHED = 341
-_GONE_CODES = {60, 81}  # UNKNOWN_TABLE, UNKNOWN_DATABASE
-
-
-def _code_of(exc: BaseException) -> int:
-    m = _CODE_RE.search(str(exc))
-    return int(m.group(1)) if m else 0
-
-
-# chdb 2.1.x: path -> [fd, count] of our flock, shared by this process's
-# connections (a second flock on a new descriptor would conflict with the first).
-_compat_locks: dict[str, list[int]] = {}
-
-
-def _escape_for_file_name(name: str) -> str:
-    # ClickHouse's escapeForFileName: anything but [A-Za-z0-9_] as %XX.
-    return "".join(
-        ch if ch.isascii() and (ch.isalnum() or ch == "_") else "".join(f"%{b:02X}" for b in ch.encode())
-        for ch in name
-    )
-
-
-_CONFIG_XML = """<clickhouse>
-    <!-- app.dbapi._PerStatementEngine: the in-memory Overlay database takes
-         this name, so that `default` is a real Atomic database. -->
-    <default_database>_local</default_database>
-</clickhouse>
-"""
-_config_dir: str | None = None
-
-
-def _compat_config_dir() -> str:
-    """A directory holding the config.xml above, made once per process."""
-    global _config_dir
-    if _config_dir is None:
-        directory = tempfile.mkdtemp(prefix="chdb2-config-")
-        with open(os.path.join(directory, "config.xml"), "w", encoding="utf-8") as fh:
-            fh.write(_CONFIG_XML)
-        atexit.register(shutil.rmtree, directory, True)
-        _config_dir = directory
-    return _config_dir
-
-
-_USE = re.compile(r"^\s*USE\s+[`\"]?([^`\"\s;]+)[`\"]?\s*;?\s*$", re.I)
-
-
-class _PerStatementEngine:
-    """chdb 2.1.x (ClickHouse 24.8.4): no ``connect()``; every statement is a run.
-
-    ``chdb.query(sql, fmt, path=...)`` starts clickhouse-local on ``path``,
-    runs the statement and shuts it down again.  What differs from a 24.8
-    server (and from chdb-core) because of that, and is handled here:
-
-    * ``default`` is clickhouse-local's in-memory Overlay database, made anew
-      for every run: a table created there is gone by the next statement.
-      clickhouse-local reads ``config.xml`` from the working directory, and
-      its ``default_database`` names that Overlay: each run starts in a
-      directory whose config.xml calls it ``_local``, so ``default`` is an
-      ordinary Atomic database in ``<path>``, created on connect, as on a
-      server.  (The directory is then for chdb 2.x with this config only.)
-    * The current database: chdb 2.1 keeps the last ``USE`` in
-      ``<path>/default_database`` and starts every run there, for every
-      connection to the path.  Each connection keeps its own (``default``
-      first, then its last ``USE``) and writes it there before its runs.
-      If that database no longer exists the run would fail at start-up, and
-      a failed start-up leaves the process unusable (it crashes at exit):
-      ``default`` stands in for it then.
-    * ``<path>/status`` is flocked only during a run, so nothing keeps a
-      second process out between statements: we hold our own flock on
-      ``<path>/chdb2.lock`` from connect to close, with the same message.
-    * ``:memory:`` (an empty path) would be a fresh engine per statement: a
-      temporary directory, removed on close, stands in for it.
-    * Dropping an Atomic table: a plain ``DROP`` queues the table for a
-      background cleanup that lives in the process, not in the run; after a
-      materialized view was dropped that way, the next ``DROP`` in the
-      process crashes inside the engine, which then sleeps forever: a hang.
-      ``DROP … SYNC`` never queues, but always ends in Code 341 ("Did not
-      finish dropping … server is shutting down"), the object gone from the
-      catalog (its files stay in ``<path>/store``) -- except a materialized
-      view, of which one attempt drops only the inner table.  So every DROP
-      is sent with SYNC, and repeated while it answers 341 (a repeat that
-      finds the object gone is the success it means).
-    """
-
-    def __init__(self, path: str):
-        import chdb
-
-        self._chdb = chdb
-        self._temporary = path == ":memory:"
-        self.path = tempfile.mkdtemp(prefix="chdb2-memory-") if self._temporary else path
-        holder = _locked_by_other_process(self.path, STATUS_FILE)
-        if holder:
-            # A chdb-core process (or a server) has it: our run would fail at
-            # start-up, and a failed start-up breaks this process for good.
-            raise _in_use_error(path, holder)
-        self._acquire()
-        self.database = "default"
-        try:
-            with _lock:
-                self._run("CREATE DATABASE IF NOT EXISTS default")
-        except Exception:
-            self.close()
-            raise
-
-    def _acquire(self) -> None:
-        entry = _compat_locks.get(self.path)
-        if entry:
-            entry[1] += 1
-            return
-        lock_path = os.path.join(self.path, COMPAT_LOCK_FILE)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            holder = _locked_by_other_process(self.path, COMPAT_LOCK_FILE) or "another process"
-            raise _in_use_error(self.path, holder) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"PID: {os.getpid()}\n".encode())
-        _compat_locks[self.path] = [fd, 1]
-
-    def _exists(self, database: str) -> bool:
-        return os.path.exists(os.path.join(self.path, "metadata", _escape_for_file_name(database) + ".sql"))
-
-    def _set_current_database(self) -> None:
-        marker = os.path.join(self.path, "default_database")
-        wanted = next((d for d in (self.database, "default") if self._exists(d)), None)
-        try:
-            with open(marker, encoding="utf-8") as fh:
-                current = fh.read().strip()
-        except FileNotFoundError:
-            current = None
-        if current == wanted:
-            return
-        if wanted is None:
-            os.remove(marker)
-        else:
-            with open(marker, "w", encoding="utf-8") as fh:
-                fh.write(wanted)
-
-    def _run(self, sql: str) -> bytes:
-        self._set_current_database()
-        cwd = os.open(".", os.O_RDONLY)
-        try:
-            os.chdir(_compat_config_dir())
-            return self._chdb.query(sql, "JSONCompact", path=self.path).bytes()
-        finally:
-            os.fchdir(cwd)
-            os.close(cwd)
-
-    def query(self, sql: str) -> bytes:
-        if _DROP.match(sql):
-            return self._drop(sql)
-        payload = self._run(sql)
-        use = _USE.match(sql)
-        if use:
-            self.database = use.group(1)
-        return payload
-
-    def _drop(self, sql: str) -> bytes:
-        if not _ENDS_WITH_SYNC.search(sql):
-            sql = sql.rstrip().rstrip(";") + " SYNC"
-        for attempt in range(4):
-            try:
-                return self._run(sql)
-            except Exception as exc:
-                code = _code_of(exc)
-                if attempt and code in _GONE_CODES:
-                    return b""
-                if code != _UNFINISHED:
-                    raise
-        return b""
-
-    def close(self) -> None:
-        entry = _compat_locks.get(self.path)
-        if entry:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del _compat_locks[self.path]
-                fcntl.flock(entry[0], fcntl.LOCK_UN)
-                os.close(entry[0])
-        if self._temporary:
-            shutil.rmtree(self.path, ignore_errors=True)
-
-
 # --- connection -------------------------------------------------------------
 
 def connect(path: str = ":memory:", **_: Any) -> "Connection":
@@ -476,8 +270,7 @@ class Connection:
                     f"embedded database path {path} is not writable; "
                     "fix its permissions or choose another directory in the URL"
                 )
-        engine_cls = _ConnectedEngine if engine_line() == "chdb-core" else _PerStatementEngine
-        self._conn = engine_cls(path)
+        self._conn = _ConnectedEngine(path)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -1,10 +1,10 @@
 """SQLAlchemy engines for a URL, with connection errors as one clean line."""
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 
 from app.config import ConfigError, is_embedded, mask_text, mask_url, parse_url
+from app.errors import clickhouse_error_code
 
 
 class ConnectionFailed(Exception):
@@ -40,11 +40,7 @@ def describe_error(exc: BaseException, url: str) -> str:
     """One line saying what went wrong connecting to ``url`` and what to do."""
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    code = getattr(orig, "code", None)
-    if code is None:
-        # The HTTP driver raises with the server's text only ("Code: 516. ...").
-        m = re.search(r"Code: (\d+)", str(orig))
-        code = int(m.group(1)) if m else None
+    code = clickhouse_error_code(exc)
     password = None
     try:
         password = parse_url(url).password

@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.schema import CreateTable, DropTable, ExecutableDDLElement
 
 from app import cluster as cluster_mode
+from app.errors import clickhouse_error_code
 
 ACCESS_STATEMENT = re.compile(
     r"^\s*(CREATE\s+(ROLE|USER)|ALTER\s+(ROLE|USER)|DROP\s+(ROLE|USER)|GRANT|REVOKE|SET\s+DEFAULT\s+ROLE)\b",
@@ -97,13 +98,13 @@ class ClickHouseImpl(DefaultImpl):
             construct if isinstance(construct, str) else None
         )
         if sql is not None and ACCESS_STATEMENT.match(sql) and self.is_embedded and not self.as_sql:
-            return self._skip_access_statement(sql)
+            return self.skip_statement(sql)
         try:
             result = super()._exec(construct, execution_options, multiparams, params)
         except Exception as exc:
             if (self.cluster is not None and not self.as_sql and sql is not None
                     and cluster_mode.is_distributed_ddl(sql, self.cluster)
-                    and cluster_mode.error_code(exc) == cluster_mode.DISTRIBUTED_DDL_TIMEOUT):
+                    and clickhouse_error_code(exc) == cluster_mode.DISTRIBUTED_DDL_TIMEOUT):
                 raise cluster_mode.explain_ddl_timeout(self.connection, self.cluster, exc, sql) from exc
             raise
         if (self.cluster is not None and not self.as_sql and sql is not None
@@ -132,9 +133,12 @@ class ClickHouseImpl(DefaultImpl):
             return construct
         return text(rewritten.replace(":", "\\:"))
 
-    def _skip_access_statement(self, sql: str) -> None:
-        # chDB has no access storage: the statement cannot run, but it must
-        # still be valid ClickHouse, and it must be visible that it did not run.
+    def skip_statement(self, sql: str) -> None:
+        """Check a statement with formatQuery and record it as skipped instead of running it.
+
+        For what chDB, with no access storage, cannot or need not run: the
+        statement must still be valid ClickHouse, and it must be visible
+        that it did not run."""
         checked = self.connection.exec_driver_sql(
             "SELECT formatQuery(%(q)s)", {"q": sql}
         ).scalar()

@@ -61,21 +61,27 @@ def ledger_ddl(schema: str, engine: str = "MergeTree",
     statements = [
         f"CREATE TABLE IF NOT EXISTS {schema}.{LEDGER_TABLE}\n(\n    {cols}\n)\n"
         f"ENGINE = {engine}\nORDER BY seq",
-        # argMax over the completed rows: the head set of the latest step.
-        # An empty ledger gives an empty array, so no row: "no version".
-        f"CREATE OR REPLACE VIEW {schema}.{VERSION_VIEW} AS\n"
-        f"SELECT arrayJoin(argMax(heads, seq)) AS version_num\n"
-        f"FROM {schema}.{LEDGER_TABLE}\n"
-        f"WHERE status IN ({', '.join(quote_literal(s) for s in COMPLETED)})",
+        f"CREATE OR REPLACE VIEW {schema}.{VERSION_VIEW} AS\n{version_select(schema)}",
     ]
     return [cluster_mode.rewrite(sql, cluster, default_database=schema, ledger=True) for sql in statements]
+
+
+def version_select(schema: str) -> str:
+    """The query of the ``alembic_version`` view."""
+    # argMax over the completed rows: the head set of the latest step.
+    # An empty ledger gives an empty array, so no row: "no version".
+    return (f"SELECT arrayJoin(argMax(heads, seq)) AS version_num\n"
+            f"FROM {schema}.{LEDGER_TABLE}\n"
+            f"WHERE status IN ({', '.join(quote_literal(s) for s in COMPLETED)})")
 
 
 MANAGED_DATABASES = ("zakaz", "meta", "bi")
 
 
-def ensure(conn, schema: str, cluster: "cluster_mode.Cluster | None" = None) -> None:
+def ensure(conn, schema: str, cluster: "cluster_mode.Cluster | None" = None, *, lock: bool = False) -> None:
     """Create the ledger and its view if missing; refuse a ledger altered by hand.
+
+    ``lock``: the deploy lock's table (app.lock) too.
 
     A missing ledger beside a populated warehouse means it was dropped by
     hand (or the database was built by the old SQL files): creating an empty
@@ -83,27 +89,87 @@ def ensure(conn, schema: str, cluster: "cluster_mode.Cluster | None" = None) -> 
     ledger that does not match the mode (a local one in cluster mode, a
     replicated one without it) is refused too: one node's history, or DDL
     run on one node of a cluster, is how replicas drift apart.
+
+    One query tells what exists, and DDL runs only for what is missing (or,
+    for the view, defined otherwise than ``ledger_ddl`` says).  On a cluster
+    that matters beyond speed: an ON CLUSTER statement waits for every host,
+    IF NOT EXISTS or not, so re-creating the ledger on each deploy blocked
+    every command (``upgrade`` with nothing to do included) while a replica
+    was down.  The node we are connected to answers for the others through
+    Keeper: the ledger's and the lock's replica count (``total_replicas``,
+    stopped replicas included) below the number of hosts of the cluster means
+    a node has not got them yet (a host added later): then everything is
+    created ON CLUSTER again, which needs every host up.
     """
-    engine = conn.exec_driver_sql(
-        "SELECT engine FROM system.tables WHERE database = %(d)s AND name = %(t)s",
-        {"d": schema, "t": LEDGER_TABLE},
-    ).scalar()
-    if engine:
-        check_structure(conn, schema)
-        check_mode(schema, engine, cluster)
+    from app.lock import LOCK_TABLE, lock_ddl  # app.lock imports this module
+
+    state = _preamble_state(conn, schema, cluster, LOCK_TABLE)
+    objects = state["objects"]
+    if LEDGER_TABLE in objects:
+        check_structure(conn, schema, state["columns"])
+        check_mode(schema, objects[LEDGER_TABLE][0], cluster)
     else:
-        objects = conn.exec_driver_sql(
+        objects_in_warehouse = conn.exec_driver_sql(
             "SELECT count() FROM system.tables WHERE database IN %(dbs)s",
             {"dbs": MANAGED_DATABASES},
         ).scalar()
-        if objects:
+        if objects_in_warehouse:
             raise LedgerError(
-                f"no ledger ({schema}.{LEDGER_TABLE}) but the warehouse databases hold {objects} objects: "
-                "the ledger was dropped by hand or the database predates zakaz-schema; "
+                f"no ledger ({schema}.{LEDGER_TABLE}) but the warehouse databases hold {objects_in_warehouse} "
+                "objects: the ledger was dropped by hand or the database predates zakaz-schema; "
                 "use `zakaz-schema adopt` (or restore the ledger from a backup)"
             )
-    for sql in ledger_ddl(schema, cluster=cluster):
+    if cluster is not None and state["readonly"]:
+        raise cluster_mode.KeeperUnavailable(
+            f"the ledger {schema}.{LEDGER_TABLE} is read-only on this node: ClickHouse cannot reach "
+            "ZooKeeper/Keeper (or lost this replica's metadata there); nothing was changed. Check the "
+            "Keeper ensemble and this node's <zookeeper> settings (system.zookeeper_connection), then retry"
+        )
+    everywhere = cluster is None or state["replicas"] >= state["hosts"]
+    table_sql, view_sql = ledger_ddl(schema, cluster=cluster)
+    statements = []
+    if LEDGER_TABLE not in objects or not everywhere:
+        statements.append(table_sql)
+    if VERSION_VIEW not in objects or not objects[VERSION_VIEW][1] or not everywhere:
+        statements.append(view_sql)
+    if lock and (LOCK_TABLE not in objects or not everywhere):
+        statements.append(lock_ddl(schema, cluster=cluster))
+    for sql in statements:
         cluster_mode.run_ddl(conn, sql, cluster)
+
+
+def _preamble_state(conn, schema: str, cluster: "cluster_mode.Cluster | None", lock_table: str) -> dict[str, Any]:
+    """What ``ensure`` needs to know, in one query on this node.
+
+    ``objects``: name -> (engine, whether a view's query is the one
+    ``ledger_ddl`` gives, compared as formatted by the server); ``columns``:
+    the ledger's; on a cluster, ``replicas``: the fewest replicas registered
+    in Keeper of the ledger and the lock, ``hosts``: hosts in the cluster,
+    ``readonly``: a replica of them is read-only here (no Keeper).
+    """
+    params = {"d": schema, "t": LEDGER_TABLE, "v": VERSION_VIEW, "l": lock_table, "q": version_select(schema)}
+    extra = ""
+    if cluster is not None:
+        params["c"] = cluster.name
+        replicas = "FROM system.replicas WHERE database = %(d)s AND table IN (%(t)s, %(l)s)"
+        extra = (f", (SELECT toUInt64(min(total_replicas)) {replicas}) AS replicas"
+                 f", (SELECT toUInt8(max(is_readonly)) {replicas}) AS readonly"
+                 ", (SELECT count() FROM system.clusters WHERE cluster = %(c)s) AS hosts")
+    rows = conn.exec_driver_sql(
+        "SELECT name, engine, toUInt8(ifNull(formatQueryOrNull(as_select) = formatQueryOrNull(%(q)s), 0)) AS current, "
+        "(SELECT toJSONString(mapFromArrays(groupArray(name), groupArray(type))) FROM system.columns "
+        "WHERE database = %(d)s AND table = %(t)s) AS columns" + extra + " "
+        "FROM system.tables WHERE database = %(d)s AND name IN (%(t)s, %(v)s, %(l)s)",
+        params,
+    ).all()
+    first = rows[0]._mapping if rows else {}
+    return {
+        "objects": {r.name: (r.engine, bool(int(r.current))) for r in rows},
+        "columns": json.loads(first["columns"]) if first else {},
+        "replicas": int(first.get("replicas") or 0),
+        "hosts": int(first.get("hosts") or 0),
+        "readonly": bool(int(first.get("readonly") or 0)),
+    }
 
 
 def check_mode(schema: str, engine: str, cluster: "cluster_mode.Cluster | None") -> None:
@@ -123,12 +189,14 @@ def check_mode(schema: str, engine: str, cluster: "cluster_mode.Cluster | None")
         )
 
 
-def check_structure(conn, schema: str) -> None:
-    rows = conn.exec_driver_sql(
-        "SELECT name, type FROM system.columns WHERE database = %(d)s AND table = %(t)s",
-        {"d": schema, "t": LEDGER_TABLE},
-    ).all()
-    found = dict(rows)
+def check_structure(conn, schema: str, columns: dict[str, str] | None = None) -> None:
+    """Refuse a ledger whose columns are not ``COLUMNS`` (``columns``: already read, name -> type)."""
+    if columns is None:
+        columns = dict(conn.exec_driver_sql(
+            "SELECT name, type FROM system.columns WHERE database = %(d)s AND table = %(t)s",
+            {"d": schema, "t": LEDGER_TABLE},
+        ).all())
+    found = columns
     expected = COLUMNS
     if found != expected:
         missing = sorted(set(expected) - set(found))

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from app.dbapi import quote_literal
+from app.errors import clickhouse_error_code
 from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Schema, snapshot_schema, unwrap_type
 
 ERROR, WARNING = "error", "warning"
@@ -349,7 +350,7 @@ class _Functions:
 
     @staticmethod
     def _load_24_8(conn) -> "_Functions":
-        # ClickHouse 24.8 (chdb 2.1, `make test-compat`): system.functions has
+        # ClickHouse 24.8 (the production servers): system.functions has
         # no `deterministic` column and empty categories.  The current-time
         # functions and the families of other non-deterministic ones a key or
         # a view could call are named here, as 26.x classes them.
@@ -876,7 +877,7 @@ class _Lint:
         return names[:1] + [n.split(".", 1)[1] for n in names[:1]]
 
     def _upgrade_failed(self, rev: _Revision, exc: BaseException) -> None:
-        code = getattr(exc, "code", 0) or getattr(getattr(exc.__cause__, "orig", None), "code", 0)
+        code = clickhouse_error_code(exc)
         text = _step_error(exc)
         sql = getattr(exc.__cause__, "statement", None) or ""
         norm = self.conn.exec_driver_sql(

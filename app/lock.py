@@ -74,9 +74,15 @@ def live_claims(conn, schema: str) -> list[tuple[str, str]]:
 @contextmanager
 def deploy_lock(conn, schema: str, *, wait: float = DEFAULT_WAIT_SECONDS,
                 ttl: float = DEFAULT_TTL_SECONDS, owner: str | None = None, poll: float = 0.5,
-                cluster: "cluster_mode.Cluster | None" = None):
+                cluster: "cluster_mode.Cluster | None" = None, create_table: bool = True):
+    """Hold the deploy lock of ``schema`` for the ``with`` block.
+
+    ``create_table=False``: the caller made sure the table exists
+    (``ledger.ensure(..., lock=True)`` does, without DDL when it is there).
+    """
     owner = owner or f"pid {os.getpid()} on {socket.gethostname()}"
-    cluster_mode.run_ddl(conn, lock_ddl(schema, cluster=cluster), cluster)
+    if create_table:
+        cluster_mode.run_ddl(conn, lock_ddl(schema, cluster=cluster), cluster)
     deadline = time.monotonic() + wait
     while True:
         claim_id = str(uuid.uuid4())

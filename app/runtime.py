@@ -27,6 +27,7 @@ from app import cluster as cluster_mode
 from app import impl as _impl  # noqa: F401 - registers the ClickHouse implementation with alembic
 from app import ledger
 from app.config import ConfigError, resolve_url
+from app.errors import clickhouse_error_code
 
 log = logging.getLogger("zakaz_schema")
 
@@ -199,7 +200,7 @@ class StepRecorder:
                 if self.mc.as_sql:
                     raise
                 orig = getattr(exc, "orig", exc)
-                code = int(getattr(orig, "code", 0) or 0)
+                code = clickhouse_error_code(exc)
                 text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
                 index = self.impl.statements
                 self._write(ledger.Row(step_id, rev.revision, direction, "failed",
@@ -320,14 +321,15 @@ def _migrate(context, conn, options: Options) -> None:
     schema = conn.dialect.default_schema_name or "default"
     if options.cluster is not None:
         options.cluster = prepare_cluster(conn, options.cluster)
-    ledger.ensure(conn, schema, cluster=options.cluster)
-    if conn.dialect.driver == "chdb":
-        # chDB's directory lock already keeps other processes out.
+    # chDB's directory lock already keeps other processes out: no lock table there.
+    embedded = conn.dialect.driver == "chdb"
+    ledger.ensure(conn, schema, cluster=options.cluster, lock=not embedded)
+    if embedded:
         _run_steps(context, conn, schema, options)
         return
     from app.lock import deploy_lock
 
-    with deploy_lock(conn, schema, wait=options.lock_wait, cluster=options.cluster):
+    with deploy_lock(conn, schema, wait=options.lock_wait, cluster=options.cluster, create_table=False):
         if options.cluster is not None:
             # Steps applied through another node reach this one by
             # replication: read the whole history before deciding anything.

@@ -13,10 +13,21 @@ and what is shown has ``'***'`` in its place.  The server itself hides
 ``IDENTIFIED ... BY`` secrets in its query log.
 
 The embedded engine has no access storage, so there ``apply`` refuses.
+
+In cluster mode (``cluster``, ``--cluster`` or ZAKAZ_CLUSTER, as for
+``upgrade``) every statement runs ON CLUSTER, so a user can log in on any
+replica.  An ON CLUSTER statement is stored as text in Keeper's DDL queue
+(readable in ``system.distributed_ddl_queue`` for as long as the queue keeps
+it), so there the password itself is not sent: the statement carries its
+salted SHA-256 (``IDENTIFIED WITH sha256_hash BY ... SALT ...``), which is
+what the server stores for ``sha256_password`` anyway.  ``SET DEFAULT ROLE``
+has no ON CLUSTER form: ``ALTER USER ... DEFAULT ROLE`` does the same.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets as _secrets
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -109,8 +120,13 @@ def passwords_from_env(users: Iterable[AppUser], environ: Mapping[str, str] | No
     return {u.name: environ[u.password_env] for u in users}
 
 
-def user_statements(user: AppUser, password: str) -> list[Statement]:
-    """What makes ``user`` exist with ``password`` and its role, on any starting state."""
+def user_statements(user: AppUser, password: str, cluster=None) -> list[Statement]:
+    """What makes ``user`` exist with ``password`` and its role, on any starting state.
+
+    ``cluster`` (app.cluster.Cluster): the same, ON CLUSTER, with the password's salted hash.
+    """
+    if cluster is not None:
+        return _cluster_statements(user, password, cluster)
     secret = {"password": password}
     return [
         Statement(user.name, f"CREATE USER IF NOT EXISTS {user.name} IDENTIFIED WITH sha256_password BY %(password)s", secret),
@@ -121,12 +137,35 @@ def user_statements(user: AppUser, password: str) -> list[Statement]:
     ]
 
 
-def plan_statements(passwords: Mapping[str, str], users: Iterable[AppUser] = APP_USERS) -> list[Statement]:
+def _cluster_statements(user: AppUser, password: str, cluster) -> list[Statement]:
+    from app.cluster import rewrite
+
+    salt = _secrets.token_hex(16)
+    # What ClickHouse checks for sha256_password: SHA-256 of the password followed by the salt.
+    secret = {"hash": hashlib.sha256((password + salt).encode()).hexdigest(), "salt": salt}
+    identified = "IDENTIFIED WITH sha256_hash BY %(hash)s SALT %(salt)s"
+    return [
+        Statement(user.name, rewrite(f"CREATE USER IF NOT EXISTS {user.name} {identified}", cluster), secret),
+        Statement(user.name, rewrite(f"ALTER USER {user.name} {identified}", cluster), secret),
+        Statement(user.name, rewrite(f"GRANT {user.role} TO {user.name}", cluster)),
+        Statement(user.name, rewrite(f"ALTER USER {user.name} DEFAULT ROLE {user.role}", cluster)),
+    ]
+
+
+def plan_statements(passwords: Mapping[str, str], users: Iterable[AppUser] = APP_USERS,
+                    cluster=None) -> list[Statement]:
     """Every statement ``apply`` runs, in order (pure: no database, no environment)."""
     out: list[Statement] = []
     for user in users:
-        out.extend(user_statements(user, passwords[user.name]))
+        out.extend(user_statements(user, passwords[user.name], cluster))
     return out
+
+
+def _cluster_from(cluster: str | None, environ: Mapping[str, str] | None):
+    """Cluster mode as for ``upgrade``: ``cluster``, else ZAKAZ_CLUSTER (and its settings) in ``environ``."""
+    from app import cluster as cluster_mode
+
+    return cluster_mode.from_options({"cluster": cluster} if cluster else {}, environ=environ)
 
 
 def _refuse_embedded(url: str) -> None:
@@ -141,34 +180,42 @@ def _refuse_embedded(url: str) -> None:
 
 
 def plan(url: str | None = None, names: Iterable[str] | None = None,
-         environ: Mapping[str, str] | None = None) -> list[Statement]:
+         environ: Mapping[str, str] | None = None, *, cluster: str | None = None) -> list[Statement]:
     """Check the target and the passwords, and return the statements ``apply`` would run."""
     from app.config import resolve_url
 
     url = resolve_url(url)
     _refuse_embedded(url)
     users = select_users(names)
-    return plan_statements(passwords_from_env(users, environ), users)
+    return plan_statements(passwords_from_env(users, environ), users, _cluster_from(cluster, environ))
 
 
 def apply(url: str | None = None, names: Iterable[str] | None = None,
-          environ: Mapping[str, str] | None = None) -> list[dict]:
+          environ: Mapping[str, str] | None = None, *, cluster: str | None = None) -> list[dict]:
     """Create or update the users on the server at ``url``; one dict per user.
 
+    ``cluster``: ON CLUSTER that cluster (None: ZAKAZ_CLUSTER of ``environ``,
+    else the process environment; unset: this server only).
     Refuses (``UsersRefused``, nothing changed) on the embedded engine, on a
     missing password, or when revision 0010's roles are not on the server.
     """
+    from app import cluster as cluster_mode
     from app.config import mask_text, resolve_url
     from app.engine import connect
+    from app.errors import clickhouse_error_code
 
     url = resolve_url(url)
-    statements = plan(url, names, environ)
+    on_cluster = _cluster_from(cluster, environ)
+    statements = plan(url, names, environ, cluster=cluster)
     users = select_users(names)
     secrets = [v for s in statements for v in s.params.values()]
     with connect(url) as conn:
         # SQLAlchemy puts bound parameters into its log lines and error
         # messages unless told not to: the password is one of them.
         conn.engine.hide_parameters = True
+        if on_cluster is not None:
+            cluster_mode.check_cluster_exists(conn, on_cluster)
+            cluster_mode.apply_ddl_settings(conn, on_cluster)
         roles = {r for (r,) in conn.exec_driver_sql("SELECT name FROM system.roles").all()}
         missing = [u.role for u in users if u.role not in roles]
         if missing:
@@ -184,6 +231,9 @@ def apply(url: str | None = None, names: Iterable[str] | None = None,
             except Exception as exc:
                 orig = getattr(exc, "orig", None) or exc
                 text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+                if on_cluster is not None and clickhouse_error_code(exc) == cluster_mode.DISTRIBUTED_DDL_TIMEOUT:
+                    text = str(cluster_mode.explain_ddl_timeout(conn, on_cluster, exc, stmt.shown)).replace(
+                        "`zakaz-schema upgrade --resume`", "`zakaz-schema users apply` again")
                 raise ApplyFailed(mask_text(
                     f"users apply failed for {stmt.user} at `{stmt.shown}`: {text}", *secrets
                 )) from None

@@ -7,13 +7,14 @@ The SQL cluster mode renders is checked everywhere by test_cluster_sql.py.
 """
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
 
 import server_support as support
 from app import cluster as cluster_mode
-from app import commands, ledger
+from app import commands, ledger, users
 from app.canonical import MANAGED_DATABASES
 from app.engine import connect
 from app.runtime import StepFailed
@@ -38,6 +39,8 @@ def _reset(cluster: support.Cluster) -> None:
     dbs = [r[0] for r in cluster.sql("ch1", "SELECT name FROM system.databases WHERE startsWith(name, 'zc_')")]
     for db in [*MANAGED_DATABASES, *dbs]:
         cluster.sql("ch1", f"DROP DATABASE IF EXISTS {db} ON CLUSTER '{CLUSTER}' SYNC")
+    for user in users.USER_NAMES:
+        cluster.sql("ch1", f"DROP USER IF EXISTS {user} ON CLUSTER '{CLUSTER}'")
     for role in support.ROLES:
         cluster.sql("ch1", f"DROP ROLE IF EXISTS {role} ON CLUSTER '{CLUSTER}'")
 
@@ -139,14 +142,27 @@ def test_drill_on_the_cluster(cluster, urls):
         assert [str(f) for f in result["findings"] if f.fatal] == []
 
 
+def ledger_rows(url: str) -> list[dict]:
+    sync(url, f"{_db(url)}.{ledger.LEDGER_TABLE}")
+    with connect(url) as conn:
+        return ledger.read_rows(conn, _db(url))
+
+
 def test_a_ddl_timeout_names_the_replica_that_did_not_finish_and_resume_completes(cluster, urls):
     commands.upgrade(urls["ch1"], "0009", cluster=CLUSTER)
     cluster.stop("ch2")
     try:
         with pytest.raises(StepFailed) as info:
             commands.upgrade(urls["ch1"], "0010", cluster=CLUSTER, ddl_task_timeout=5)
-        assert info.value.code == cluster_mode.DISTRIBUTED_DDL_TIMEOUT
-        assert cluster.address("ch2") in str(info.value) and cluster.address("ch1") not in str(info.value)
+        message = str(info.value)
+        assert info.value.code == cluster_mode.DISTRIBUTED_DDL_TIMEOUT and info.value.revision == "0010"
+        assert cluster.address("ch2") in message and cluster.address("ch1") not in message
+        assert len(message.splitlines()) == 1
+        # The ledger has the step as failed, with the code and the host that did not finish.
+        last = ledger_rows(urls["ch1"])[-1]
+        assert (last["revision"], last["direction"], last["status"]) == ("0010", "upgrade", "failed")
+        assert last["error_code"] == 159 and last["failed_statement"] == info.value.statement == 1
+        assert cluster.address("ch2") in last["error"] and cluster.address("ch1") not in last["error"]
         problem = commands.status(urls["ch1"]).problem
         assert problem["state"] == "failed" and problem["error_code"] == 159
     finally:
@@ -155,6 +171,124 @@ def test_a_ddl_timeout_names_the_replica_that_did_not_finish_and_resume_complete
     for url in urls.values():
         assert_verified_at_head(url)
         assert set(support.ROLES) <= {r for (r,) in support.run_sql(url, "SELECT name FROM system.roles")[0]}
+        statuses = [(r["revision"], r["status"]) for r in ledger_rows(url) if r["revision"] == "0010"]
+        assert statuses == [("0010", "started"), ("0010", "failed"), ("0010", "started"), ("0010", "applied")]
+
+
+def test_with_a_replica_down_status_and_an_upgrade_with_nothing_to_do_do_not_wait_for_it(cluster, urls):
+    # The ledger, its view and the lock exist: the preamble must not run ON
+    # CLUSTER DDL, which would wait for ch2 (here up to 5 s, then fail).
+    commands.upgrade(urls["ch1"], "head", cluster=CLUSTER)
+    cluster.stop("ch2")
+    try:
+        started = time.monotonic()
+        st = commands.status(urls["ch1"])
+        assert st.heads == st.script_heads and st.problem is None
+        assert commands.upgrade(urls["ch1"], "head", cluster=CLUSTER, ddl_task_timeout=5) == []
+        done = support.cli("upgrade", "--url", urls["ch1"], "--cluster", CLUSTER,
+                           env={"ZAKAZ_DDL_TASK_TIMEOUT": "5"})
+        assert done.returncode == 0 and "Nothing to do" in done.stdout, done.stderr
+        assert time.monotonic() - started < 5
+    finally:
+        cluster.start("ch2")
+    assert commands.status(urls["ch2"]).heads == st.script_heads
+
+
+def test_a_changed_version_view_is_replaced_and_a_current_one_left_alone(cluster, urls):
+    commands.upgrade(urls["ch1"], "0001", cluster=CLUSTER)
+    db = _db(urls["ch1"])
+    view = f"{db}.{ledger.VERSION_VIEW}"
+    for node in NODES:  # an older definition, by hand on each node
+        cluster.sql(node, f"CREATE OR REPLACE VIEW {view} AS SELECT 'x' AS version_num")
+    commands.upgrade(urls["ch1"], "0001", cluster=CLUSTER)
+    view_uuid = f"SELECT uuid FROM system.tables WHERE database = '{db}' AND name = '{ledger.VERSION_VIEW}'"
+    replaced = {}
+    for node in NODES:  # replaced ON CLUSTER, so on ch2 too
+        assert cluster.sql(node, f"SELECT version_num FROM {view}") == [("0001",)], node
+        replaced[node] = cluster.sql(node, view_uuid)
+    commands.upgrade(urls["ch1"], "0001", cluster=CLUSTER)
+    for node in NODES:  # the current definition is left alone: same object
+        assert cluster.sql(node, view_uuid) == replaced[node], node
+
+
+APP_PASSWORDS = {
+    "ZAKAZ_ETL_WRITER_PASSWORD": "etl-Cluster'pw%(x)s",
+    "ZAKAZ_DATALENS_READER_PASSWORD": "reader-Cluster-pw-1",
+    "ZAKAZ_BACKUP_USER_PASSWORD": "backup-Cluster-pw-2",
+}
+
+
+def test_users_apply_on_the_cluster_lets_each_user_log_in_on_every_replica(cluster, urls):
+    commands.upgrade(urls["ch1"], "head", cluster=CLUSTER)
+    done = users.apply(urls["ch1"], environ={**APP_PASSWORDS, "ZAKAZ_CLUSTER": CLUSTER})
+    assert {d["action"] for d in done} == {"created"}
+    for node in NODES:
+        for user in users.APP_USERS:
+            url = support.Server(user.name, APP_PASSWORDS[user.password_env], *cluster.ports[node]).url()
+            assert support.run_sql(url, "SELECT 1, currentUser(), currentRoles()")[0] == [
+                (1, user.name, [user.role])], (node, user.name)
+        reader = support.Server("datalens_reader", APP_PASSWORDS["ZAKAZ_DATALENS_READER_PASSWORD"],
+                                *cluster.ports[node]).url()
+        support.run_sql(reader, "SELECT * FROM bi.v_sales_daily LIMIT 1")
+    # ON CLUSTER statements are kept as text in Keeper's DDL queue: they carry
+    # a salted hash, never the password.
+    queue = " ".join(q for (q,) in cluster.sql("ch1", "SELECT query FROM system.distributed_ddl_queue"))
+    assert "IDENTIFIED WITH sha256_hash" in queue
+    for password in APP_PASSWORDS.values():
+        assert password not in queue
+    # The CLI takes --cluster like upgrade; a second apply rotates on every replica.
+    rotated = {k: v + "-2" for k, v in APP_PASSWORDS.items()}
+    cli = support.cli("users", "apply", "--url", urls["ch2"], "--cluster", CLUSTER, env=rotated)
+    assert cli.returncode == 0 and "3 user(s) applied" in cli.stdout, cli.stderr
+    for password in (*rotated.values(), cluster.password):
+        assert password not in cli.stdout + cli.stderr
+    for node in NODES:
+        url = support.Server("etl_writer", rotated["ZAKAZ_ETL_WRITER_PASSWORD"], *cluster.ports[node]).url()
+        assert support.responds(url), node
+        old = support.Server("etl_writer", APP_PASSWORDS["ZAKAZ_ETL_WRITER_PASSWORD"], *cluster.ports[node]).url()
+        assert not support.responds(old), node
+
+
+def _keeper(cluster: support.Cluster):
+    if cluster._local is None:
+        pytest.skip("stopping Keeper is implemented for the local backend only")
+    return cluster._local.zookeeper
+
+
+def _wait_for_keeper(cluster: support.Cluster, timeout: float = 90) -> None:
+    """Until every replicated table on both nodes has its Keeper session back."""
+    deadline = time.monotonic() + timeout
+    for node in NODES:
+        while cluster.sql(node, "SELECT count() FROM system.replicas WHERE is_readonly") != [(0,)]:
+            assert time.monotonic() < deadline, f"{node}: replicated tables still read-only"
+            time.sleep(0.5)
+
+
+def test_with_keeper_down_a_deploy_fails_in_one_line_and_changes_nothing(cluster, urls):
+    commands.upgrade(urls["ch1"], "0001", cluster=CLUSTER)
+    keeper = _keeper(cluster)
+    keeper.stop()
+    try:
+        deadline = time.monotonic() + 30
+        while cluster.sql("ch1", "SELECT min(is_readonly) FROM system.replicas "
+                                 f"WHERE database = '{_db(urls['ch1'])}'") != [(1,)]:
+            assert time.monotonic() < deadline, "the ledger did not notice Keeper stopped"
+            time.sleep(0.2)
+        started = time.monotonic()
+        done = support.cli("upgrade", "--url", urls["ch1"], "--cluster", CLUSTER)
+        elapsed = time.monotonic() - started
+    finally:
+        keeper.start()
+    _wait_for_keeper(cluster)
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(errors) == 1, done.stdout + done.stderr
+    assert errors[0].startswith("Error: ") and "Keeper" in errors[0] and "nothing was changed" in errors[0]
+    assert cluster.password not in done.stdout + done.stderr
+    assert elapsed < 30  # not an INSERT's Keeper retries (minutes on 24.8)
+    for url in urls.values():
+        st = commands.status(url)
+        assert st.heads == ["0001"] and st.problem is None
+        assert support.run_sql(url, "SELECT count() FROM system.tables WHERE database IN ('zakaz', 'meta', 'bi')")[0] == [(0,)]
 
 
 def test_deploying_without_cluster_mode_is_refused_on_a_cluster_ledger(cluster, urls):

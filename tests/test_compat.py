@@ -1,49 +1,33 @@
-"""The two ClickHouse lines the embedded engine runs on, and what differs between them.
+"""The two ClickHouse lines the framework meets, and what differs between them.
 
-`make test` runs the suite on chdb-core 26.x (current ClickHouse), `make
-test-compat` runs it again on PyPI chdb 2.1.1 (ClickHouse 24.8, production's
-line).  These tests prove which line a run was on, that a schema snapshot is
-the same on both although each line prints definitions its own way, and pin
-what app.dbapi does so that chdb 2.x behaves like a server.
+The embedded engine is chdb-core 26.x (current ClickHouse); production, and
+the server and cluster suites (tests/server_support.py), run ClickHouse 24.8.
+These tests pin which line the embedded engine is, that a schema snapshot is
+the same on both lines although each prints definitions its own way, and that
+parameters are written in a form both accept.
 """
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
-from app import dbapi
+from app.dbapi import quote_literal
 from app.engine import connect
 from app.schema import TABLE, VIEW, Column, DbObject, parse_views, snapshot_schema
 from app.verify import compare_schema
-
-EXPECT_ENV = "ZAKAZ_EXPECT_CLICKHOUSE"
 
 
 def line_of(version: str) -> str:
     return version.split(".", 1)[0]
 
 
-def run_python(script: str) -> subprocess.CompletedProcess:
-    # A separate process: what is checked here could crash or hang the
-    # engine, and must not take the test run down with it.
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
-                          capture_output=True, text=True, timeout=120)
+# --- which line the embedded engine is ------------------------------------------
 
-
-# --- which line this run is on ---------------------------------------------------
-
-def test_suite_runs_on_the_clickhouse_line_it_claims(query):
-    expected = os.environ.get(EXPECT_ENV)
-    if not expected:
-        pytest.skip(f"{EXPECT_ENV} is unset: `make test` sets it to 26. and `make test-compat` to 24.8")
+def test_embedded_engine_is_clickhouse_26_or_later(query):
     version = query("SELECT version()")[0][0]
-    assert version.startswith(expected), f"expected ClickHouse {expected}*, the engine is {version}"
-    assert dbapi.engine_line() == ("chdb2" if version.startswith("24.") else "chdb-core")
+    major = int(line_of(version))
+    assert major >= 26, f"the embedded engine is ClickHouse {version}: chdb-core 26.x or later is expected"
 
 
 # --- one normalised schema, two ways of printing it --------------------------------
@@ -97,8 +81,22 @@ EXPECTED_TABLES = {
 }
 
 
-def test_snapshot_is_identical_on_both_lines_though_each_prints_it_differently(db_url):
-    with connect(db_url) as conn:
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
+def line_url(request, db_url):
+    """The embedded engine (26.x), or a 24.8 server with no database ``p``."""
+    if request.param == "embedded":
+        yield db_url
+        return
+    url = request.getfixturevalue("server").url("native")
+    with connect(url) as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS p SYNC")
+    yield url
+    with connect(url) as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS p SYNC")
+
+
+def test_snapshot_is_identical_on_both_lines_though_each_prints_it_differently(line_url):
+    with connect(line_url) as conn:
         for sql in DDL:
             conn.exec_driver_sql(sql)
         version = conn.exec_driver_sql("SELECT version()").scalar()
@@ -131,107 +129,15 @@ def test_snapshot_is_identical_on_both_lines_though_each_prints_it_differently(d
     assert compare_schema(live, expected) == []
 
 
-# --- what app.dbapi makes chdb 2.x do like a server (checked on both lines) ----------
-
-def test_default_database_keeps_its_tables_across_connections_and_processes(db_url):
-    with connect(db_url) as conn:
-        conn.exec_driver_sql("CREATE TABLE default.kept (a UInt8) ENGINE = MergeTree ORDER BY a")
-        conn.exec_driver_sql("INSERT INTO default.kept VALUES (7)")
-        assert conn.exec_driver_sql("SELECT currentDatabase()").scalar() == "default"
-    with connect(db_url) as conn:
-        assert conn.exec_driver_sql("SELECT a FROM kept").all() == [(7,)]
-    result = run_python(f"""
-        from app.engine import connect
-        with connect({db_url!r}) as conn:
-            print(conn.exec_driver_sql("SELECT sum(a) FROM default.kept").scalar())
-    """)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "7"
-
-
-def test_use_belongs_to_the_connection_that_ran_it(db_url):
-    with connect(db_url) as first:
-        first.exec_driver_sql("CREATE DATABASE other")
-        first.exec_driver_sql("USE other")
-        with connect(db_url) as second:
-            assert second.exec_driver_sql("SELECT currentDatabase()").scalar() == "default"
-        assert first.exec_driver_sql("SELECT currentDatabase()").scalar() == "other"
-
-
-def test_drops_after_a_materialized_view_drop_neither_hang_nor_fail(tmp_path):
-    # On chdb 2.1 a plain DROP of a materialized view made the next DROP
-    # crash inside the engine and sleep forever, and DROP ... SYNC answered
-    # Code 341 after dropping only the view's inner table.
-    url = f"clickhouse+chdb:///default?path={tmp_path / 'db'}"
-    result = run_python(f"""
-        from app.engine import connect
-        statements = [
-            "CREATE DATABASE d",
-            "CREATE TABLE d.t (a UInt8) ENGINE = MergeTree ORDER BY a",
-            "CREATE MATERIALIZED VIEW d.mv ENGINE = MergeTree ORDER BY a AS SELECT a FROM d.t",
-            "INSERT INTO d.t VALUES (1)",
-            "CREATE VIEW d.v AS SELECT a FROM d.mv",
-            "DROP TABLE d.mv",
-            "DROP VIEW d.v",
-            "DROP TABLE IF EXISTS d.t SYNC",
-            "CREATE TABLE d.t (a UInt8) ENGINE = MergeTree ORDER BY a",
-            "DROP TABLE d.t",
-            "CREATE TABLE d.t (a UInt8) ENGINE = MergeTree ORDER BY a",
-        ]
-        with connect({url!r}) as conn:
-            for sql in statements:
-                conn.exec_driver_sql(sql)
-            print(conn.exec_driver_sql(
-                "SELECT groupArray(name) FROM (SELECT name FROM system.tables WHERE database = 'd' ORDER BY name)"
-            ).scalar())
-            conn.exec_driver_sql("DROP DATABASE d")
-            print(conn.exec_driver_sql("SELECT count() FROM system.databases WHERE name = 'd'").scalar())
-    """)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["['t']", "0"]
-
-
-def test_dropping_the_current_database_leaves_the_connection_usable(tmp_path):
-    # On chdb 2.1 every later statement on the path failed at start-up, and
-    # the process crashed at exit.
-    url = f"clickhouse+chdb:///default?path={tmp_path / 'db'}"
-    result = run_python(f"""
-        from app.engine import connect
-        with connect({url!r}) as conn:
-            conn.exec_driver_sql("CREATE DATABASE gone")
-            conn.exec_driver_sql("USE gone")
-            conn.exec_driver_sql("DROP DATABASE gone")
-            conn.exec_driver_sql("CREATE TABLE default.after (a UInt8) ENGINE = Memory")
-            print(conn.exec_driver_sql("SELECT count() FROM default.after").scalar())
-        with connect({url!r}) as conn:
-            print(conn.exec_driver_sql("SELECT 1").scalar())
-    """)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["0", "1"]
-
-
-def test_memory_url_keeps_state_between_statements():
-    with connect("clickhouse+chdb:///default") as conn:
-        conn.exec_driver_sql("CREATE TABLE default.m (a UInt8) ENGINE = MergeTree ORDER BY a")
-        conn.exec_driver_sql("INSERT INTO default.m VALUES (1), (2)")
-        assert conn.exec_driver_sql("SELECT count() FROM default.m").scalar() == 2
-
+# --- parameters both lines accept -------------------------------------------------------
 
 def test_datetime_parameters_fit_datetime_and_datetime64_columns(db_url):
     # 24.8 rejects '... .000000' for a DateTime column; 26.x drops the fraction.
+    assert quote_literal(dt.datetime(2026, 1, 2, 3, 4, 5)) == "'2026-01-02 03:04:05'"
+    assert quote_literal(dt.datetime(2026, 1, 2, 3, 4, 5, 123456)) == "'2026-01-02 03:04:05.123456'"
     with connect(db_url) as conn:
         conn.exec_driver_sql("CREATE TABLE default.t (a DateTime, b DateTime64(6)) ENGINE = MergeTree ORDER BY a")
         conn.exec_driver_sql("INSERT INTO default.t VALUES (%(a)s, %(b)s)",
                              {"a": dt.datetime(2026, 1, 2, 3, 4, 5), "b": dt.datetime(2026, 1, 2, 3, 4, 5, 123456)})
         assert conn.exec_driver_sql("SELECT a, b FROM default.t").all() == [
             (dt.datetime(2026, 1, 2, 3, 4, 5), dt.datetime(2026, 1, 2, 3, 4, 5, 123456))]
-
-
-def test_nested_exception_text_of_24_8_gives_one_clean_message():
-    # As chdb 2.1.1 reports a bad DateTime literal in INSERT ... VALUES.
-    text = ("Code: 6. DB::Exception: Code: 6. DB::Exception: Cannot parse string "
-            "'2026-11-24 08:18:22.000000' as DateTime: syntax error at position 19. (CANNOT_PARSE_TEXT)")
-    error = dbapi.error_from_chdb(RuntimeError(text))
-    assert isinstance(error, dbapi.DataError) and error.code == 6
-    assert str(error) == ("Code: 6. Cannot parse string '2026-11-24 08:18:22.000000' as DateTime: "
-                          "syntax error at position 19. (CANNOT_PARSE_TEXT)")

@@ -418,3 +418,44 @@ def test_missing_database_is_one_line(server, protocol):
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "does not exist" in errors[0]
     assert server.password not in result.output
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_server_that_is_down_is_one_line_and_not_echoed(server, protocol):
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    url = support.Server(password=server.password, native_port=support.free_port(),
+                         http_port=support.free_port()).url(protocol)  # nothing listens there
+    result = CliRunner().invoke(main, ["upgrade", "--url", url])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "cannot reach the ClickHouse server" in errors[0], result.output
+    assert "is it running?" in errors[0] and len(errors[0]) < 300, errors[0]
+    assert server.password not in result.output
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_deploy_user_without_access_management_is_told_which_grant_is_missing(clean_server, protocol):
+    """The roles revision needs CREATE ROLE: the step fails at its first statement,
+    having changed nothing, and the message names the grant."""
+    admin = clean_server.url("native")
+    db = support.fresh_database(clean_server)
+    password = "dep'loy-S3cret"
+    support.run_sql(admin, "CREATE USER zt_deployer IDENTIFIED BY 'dep\\'loy-S3cret'",
+                    "GRANT CREATE, DROP, ALTER, INSERT, SELECT, SYSTEM, OPTIMIZE, TRUNCATE, SHOW ON *.* TO zt_deployer")
+    try:
+        url = clean_server.url(protocol, db, user="zt_deployer", password=password)
+        commands.upgrade(url, "0009")
+        done = support.cli("upgrade", "--url", url)
+        assert done.returncode == 1, done.stdout + done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1, done.stderr
+        assert "CREATE ROLE ON *.*" in errors[0] and "upgrade 0010 failed at statement 1" in errors[0], errors[0]
+        assert password not in done.stdout + done.stderr
+        problem = commands.status(url).problem
+        assert problem["revision"] == "0010" and problem["error_code"] == 497
+        assert sql(admin, "SELECT count() FROM system.roles WHERE startsWith(name, 'zakaz_')") == [(0,)]
+    finally:
+        support.run_sql(admin, "DROP USER IF EXISTS zt_deployer")

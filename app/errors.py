@@ -1,0 +1,84 @@
+"""The ClickHouse error code inside any driver's exception.
+
+Each driver carries it differently:
+
+* chDB (app.dbapi): ``Error.code``, and the text starts with ``Code: N.``;
+* clickhouse-driver (``clickhouse+native``): ``.code`` on its ``Error``
+  classes, wrapped by clickhouse-sqlalchemy in a ``DatabaseException`` whose
+  ``.orig`` is the driver's error;
+* clickhouse-sqlalchemy's HTTP driver (``clickhouse+http``): a
+  ``DatabaseException`` whose ``.orig`` is an ``HTTPException`` with the HTTP
+  status (500, 404, ...) as ``code`` and the ClickHouse code only in the
+  server's text (``Code: 159. DB::Exception: ...``);
+* SQLAlchemy wraps a DB-API error in a ``DBAPIError`` (``.orig``; its own
+  ``.code`` is a string: a link to its docs), and our own errors chain the
+  driver's as ``__cause__``.
+"""
+from __future__ import annotations
+
+import re
+import sys
+
+_CODE_IN_TEXT = re.compile(r"Code: (\d+)\.")
+
+
+def code_in_text(text: str) -> int:
+    """The first ``Code: N.`` in ``text``, 0 if none."""
+    m = _CODE_IN_TEXT.search(text)
+    return int(m.group(1)) if m else 0
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (``.orig``, ``__cause__``, exceptions in args), outermost first."""
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    queue: list[BaseException | None] = [exc]
+    while queue:
+        e = queue.pop(0)
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        out.append(e)
+        queue.append(getattr(e, "orig", None))
+        queue.append(e.__cause__)
+        queue.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+    return out
+
+
+def _is_http_status(exc: BaseException) -> bool:
+    """Whether ``exc.code`` is an HTTP status rather than a ClickHouse code."""
+    # Not imported here: if the HTTP driver was never loaded, no such error exists.
+    module = sys.modules.get("clickhouse_sqlalchemy.drivers.http.exceptions")
+    return module is not None and isinstance(exc, module.HTTPException)
+
+
+def _own_code(exc: BaseException) -> int:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def clickhouse_error_code(exc: BaseException | None) -> int:
+    """The ClickHouse error code of ``exc`` (any driver, wrapped or not), 0 if unknown.
+
+    A ``.code`` found along the chain is the answer, except an HTTP status:
+    there the ``Code: N`` of the server's text is.  Without either, the first
+    ``Code: N`` in a text of the chain (a plain exception re-raised with the
+    server's message keeps it only there).
+    """
+    if exc is None:
+        return 0
+    chain = _chain(exc)
+    for e in chain:
+        if _is_http_status(e):
+            code = code_in_text(str(e))
+            if code:
+                return code
+            continue
+        code = _own_code(e)
+        if code:
+            return code
+    for e in reversed(chain):  # innermost first: the driver's text, not SQL quoted around it
+        code = code_in_text(str(e))
+        if code:
+            return code
+    return 0
