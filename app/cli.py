@@ -47,7 +47,10 @@ def translate_errors(fn):
             raise
         except Exception as exc:  # classified below; unknown ones re-raised
             if ctx.obj and ctx.obj.get("debug"):
-                traceback.print_exc()
+                from app.config import mask_text
+
+                # A traceback quotes URLs and connect arguments: masked like every other line.
+                click.echo(mask_text(traceback.format_exc()), err=True, nl=False)
             raise classify(exc) from None
     return wrapper
 

@@ -59,12 +59,24 @@ def is_embedded(url: str) -> bool:
     return url.startswith("clickhouse+chdb:")
 
 
-_PASSWORD_IN_URL = re.compile(r"(?P<head>://[^:/@?#]*:)(?P<pw>[^@/?#]*)(?P<tail>@)")
-_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&#]*)", re.I)
+# A password may hold any character, '@', '/', ':' and '?' included, so the
+# URL is not parsed: everything after the user name's ':' up to the *last* '@'
+# on the line that is followed by a host (name, IPv4 or [IPv6], optional port)
+# is the password.  Over-masking two URLs on one line is safe; a leak is not.
+_PASSWORD_IN_URL = re.compile(
+    r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^\n]*)(?P<tail>@)"
+    r"(?=(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d+)?(?:[/?#\s'\"),;]|$))"
+)
+# A password=... query parameter runs to the next parameter, the end of the
+# line, or a closing quote or bracket that ends the URL inside a message.
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)(?P<pw>.*?)(?=&[\w.-]+=|['\")](?:\s|$)|$)", re.I | re.M)
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (works on malformed URLs too)."""
+    """The URL (or any text holding URLs) with every password replaced by ``***``.
+
+    Works on malformed URLs too: it does not depend on how a URL parses.
+    """
     url = _PASSWORD_IN_URL.sub(lambda m: m["head"] + "***" + m["tail"], str(url))
     return _PASSWORD_IN_QUERY.sub(lambda m: m["head"] + "***", url)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from app.config import ConfigError, is_embedded, mask_text, mask_url, parse_url
-from app.errors import clickhouse_error_code
+from app.errors import clickhouse_error_code, clickhouse_error_message
 
 
 class ConnectionFailed(Exception):
@@ -36,10 +36,13 @@ def create_engine(url: str):
     return sa.create_engine(parsed, **kwargs)
 
 
+_UNREACHABLE = ("Connection refused", "timed out", "Name or service not known",
+                "Temporary failure in name resolution", "No route to host", "Network is unreachable")
+
+
 def describe_error(exc: BaseException, url: str) -> str:
     """One line saying what went wrong connecting to ``url`` and what to do."""
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    text = clickhouse_error_message(exc)
     code = clickhouse_error_code(exc)
     password = None
     try:
@@ -57,7 +60,9 @@ def describe_error(exc: BaseException, url: str) -> str:
         return f"database {name!r} of {where} does not exist: create it (CREATE DATABASE {name}) or fix the URL"
     lowered = text.lower()
     if any(s in lowered for s in ("connection refused", "timed out", "name or service", "network", "connect")) and not is_embedded(url):
-        return f"cannot reach the ClickHouse server at {where} ({mask_text(text, password)}): is it running?"
+        # The HTTP driver's text is urllib3's whole retry story: keep the cause.
+        reason = next((r for r in _UNREACHABLE if r.lower() in lowered), text[:120])
+        return f"cannot reach the ClickHouse server at {where} ({mask_text(reason, password)}): is it running?"
     return mask_text(f"cannot use {where}: {text}", password)
 
 

@@ -82,3 +82,21 @@ def clickhouse_error_code(exc: BaseException | None) -> int:
         if code:
             return code
     return 0
+
+
+_STACK_TRACE = re.compile(r"\s*(?:Stack trace|Stack trace \(when copying this message)[^:]*:.*", re.S)
+
+
+def clickhouse_error_message(exc: BaseException | None) -> str:
+    """What went wrong, in one line: ``Code: 497. DB::Exception: ... (ACCESS_DENIED)``.
+
+    The driver's error, unwrapped from SQLAlchemy's, without the server's
+    stack trace: clickhouse-driver puts ``Code: N.`` on a line of its own and
+    the message on the next, so a plain first line says nothing.
+    """
+    if exc is None:
+        return ""
+    orig = getattr(exc, "orig", None) or exc
+    text = _STACK_TRACE.sub("", str(orig)).strip()
+    text = " ".join(text.split())
+    return text or type(orig).__name__

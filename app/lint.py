@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from app.dbapi import quote_literal
-from app.errors import clickhouse_error_code
+from app.errors import clickhouse_error_code, clickhouse_error_message
 from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Schema, snapshot_schema, unwrap_type
 
 ERROR, WARNING = "error", "warning"
@@ -996,9 +996,7 @@ def _quoted(name: str) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
+    return clickhouse_error_message(exc)
 
 
 def _step_error(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ from app import cluster as cluster_mode
 from app import impl as _impl  # noqa: F401 - registers the ClickHouse implementation with alembic
 from app import ledger
 from app.config import ConfigError, resolve_url
-from app.errors import clickhouse_error_code
+from app.errors import clickhouse_error_code, clickhouse_error_message
 
 log = logging.getLogger("zakaz_schema")
 
@@ -199,9 +199,8 @@ class StepRecorder:
             except Exception as exc:
                 if self.mc.as_sql:
                     raise
-                orig = getattr(exc, "orig", exc)
                 code = clickhouse_error_code(exc)
-                text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+                text = clickhouse_error_message(exc)
                 index = self.impl.statements
                 self._write(ledger.Row(step_id, rev.revision, direction, "failed",
                                        self._heads_now(), rev.doc or "", started_at=started,
