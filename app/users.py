@@ -202,7 +202,7 @@ def apply(url: str | None = None, names: Iterable[str] | None = None,
     from app import cluster as cluster_mode
     from app.config import mask_text, resolve_url
     from app.engine import connect
-    from app.errors import clickhouse_error_code
+    from app.errors import clickhouse_error_code, clickhouse_error_message
 
     url = resolve_url(url)
     on_cluster = _cluster_from(cluster, environ)
@@ -229,8 +229,7 @@ def apply(url: str | None = None, names: Iterable[str] | None = None,
             try:
                 conn.exec_driver_sql(stmt.template, dict(stmt.params))
             except Exception as exc:
-                orig = getattr(exc, "orig", None) or exc
-                text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+                text = clickhouse_error_message(exc)
                 if on_cluster is not None and clickhouse_error_code(exc) == cluster_mode.DISTRIBUTED_DDL_TIMEOUT:
                     text = str(cluster_mode.explain_ddl_timeout(conn, on_cluster, exc, stmt.shown)).replace(
                         "`zakaz-schema upgrade --resume`", "`zakaz-schema users apply` again")

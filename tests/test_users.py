@@ -29,7 +29,7 @@ SERVER_URL = "clickhouse+native://admin:urlsecret@127.0.0.1:1/default"  # nothin
 
 def run_cli(args, env=None):
     # Start from no password variables at all, whatever the caller's shell has.
-    base = {name: None for name in PASSWORDS} | {"ZAKAZ_DATABASE_URL": None}
+    base = {name: None for name in PASSWORDS} | {"ZAKAZ_DATABASE_URL": None, "ZAKAZ_CLUSTER": None}
     return CliRunner().invoke(main, args, env=base | (env or {}))
 
 
@@ -133,6 +133,40 @@ def test_cli_dry_run_prints_every_statement_masked_without_connecting():
     assert lines[0] == "CREATE USER IF NOT EXISTS etl_writer IDENTIFIED WITH sha256_password BY '***';"
     assert sum("'***'" in line for line in lines) == 6
     assert_no_secret(result.output)
+
+
+def test_cluster_mode_runs_every_statement_on_cluster_with_a_salted_hash_instead_of_the_password(tmp_path):
+    import hashlib
+
+    from app.cluster import Cluster
+
+    passwords = {u.name: PASSWORDS[u.password_env] for u in users.APP_USERS}
+    stmts = users.plan_statements(passwords, cluster=Cluster("zakaz"))
+    assert [str(s) for s in stmts[:4]] == [
+        "CREATE USER IF NOT EXISTS etl_writer ON CLUSTER 'zakaz' IDENTIFIED WITH sha256_hash BY '***' SALT '***'",
+        "ALTER USER etl_writer ON CLUSTER 'zakaz' IDENTIFIED WITH sha256_hash BY '***' SALT '***'",
+        "GRANT ON CLUSTER 'zakaz' zakaz_etl TO etl_writer",
+        "ALTER USER etl_writer ON CLUSTER 'zakaz' DEFAULT ROLE zakaz_etl",  # SET DEFAULT ROLE has no ON CLUSTER
+    ]
+    assert len(stmts) == 12
+    url = f"clickhouse+chdb:///default?path={tmp_path / 'db'}"
+    with connect(url) as conn:
+        for stmt in stmts:
+            # ON CLUSTER statements are kept as text in Keeper's DDL queue: never the password.
+            assert all(p not in stmt.template and p not in v for p in PASSWORDS.values() for v in stmt.params.values())
+            if stmt.params:  # what the server checks: SHA-256 of the password, then the salt
+                digest = hashlib.sha256((passwords[stmt.user] + stmt.params["salt"]).encode()).hexdigest()
+                assert stmt.params["hash"] == digest
+            sql = stmt.template % {k: quote_literal(v) for k, v in stmt.params.items()}
+            formatted = conn.exec_driver_sql("SELECT formatQuery(%(q)s)", {"q": sql}).scalar()
+            assert "ON CLUSTER zakaz" in formatted, formatted
+    # The CLI takes the cluster as upgrade does: --cluster or ZAKAZ_CLUSTER.
+    for args, env in ((["--cluster", "zakaz"], {}), ([], {"ZAKAZ_CLUSTER": "zakaz"})):
+        result = run_cli(["users", "apply", "--url", SERVER_URL, "--dry-run", *args], PASSWORDS | env)
+        assert result.exit_code == 0, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 12 and all("ON CLUSTER 'zakaz'" in line for line in lines)
+        assert_no_secret(result.output)
 
 
 def test_cli_unreachable_server_fails_in_one_line_without_any_password():
