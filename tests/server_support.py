@@ -204,6 +204,18 @@ class Cluster:
             self._docker_ports()
         _wait_responsive([self.url(node)])
 
+    def stop_keeper(self) -> None:
+        if self._local:
+            self._local.zookeeper.stop()
+        else:
+            self._compose.execute("stop keeper")
+
+    def start_keeper(self) -> None:
+        if self._local:
+            self._local.zookeeper.start()
+        else:
+            self._compose.execute("--profile cluster up -d --wait keeper")
+
     def _docker_ports(self) -> None:
         for node in self.nodes:
             self.ports[node] = (self._services.port_for(node, 9000), self._services.port_for(node, 8123))

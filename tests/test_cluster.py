@@ -249,12 +249,6 @@ def test_users_apply_on_the_cluster_lets_each_user_log_in_on_every_replica(clust
         assert not support.responds(old), node
 
 
-def _keeper(cluster: support.Cluster):
-    if cluster._local is None:
-        pytest.skip("stopping Keeper is implemented for the local backend only")
-    return cluster._local.zookeeper
-
-
 def _wait_for_keeper(cluster: support.Cluster, timeout: float = 90) -> None:
     """Until every replicated table on both nodes has its Keeper session back."""
     deadline = time.monotonic() + timeout
@@ -266,8 +260,7 @@ def _wait_for_keeper(cluster: support.Cluster, timeout: float = 90) -> None:
 
 def test_with_keeper_down_a_deploy_fails_in_one_line_and_changes_nothing(cluster, urls):
     commands.upgrade(urls["ch1"], "0001", cluster=CLUSTER)
-    keeper = _keeper(cluster)
-    keeper.stop()
+    cluster.stop_keeper()
     try:
         deadline = time.monotonic() + 30
         while cluster.sql("ch1", "SELECT min(is_readonly) FROM system.replicas "
@@ -278,7 +271,7 @@ def test_with_keeper_down_a_deploy_fails_in_one_line_and_changes_nothing(cluster
         done = support.cli("upgrade", "--url", urls["ch1"], "--cluster", CLUSTER)
         elapsed = time.monotonic() - started
     finally:
-        keeper.start()
+        cluster.start_keeper()
     _wait_for_keeper(cluster)
     errors = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(errors) == 1, done.stdout + done.stderr
