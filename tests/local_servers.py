@@ -37,10 +37,16 @@ LIBRARY_ENV = "ZAKAZ_SERVER_LIBRARY"
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 ENTRY_POINT = "_Z25mainEntryClickHouseServeriPPc"  # mainEntryClickHouseServer(int, char**)
 
-# Runs in the child: the server's main() on the calling thread, like the
-# clickhouse-server binary.  No `import chdb`.
-_LAUNCH = f"""
-import ctypes, sys
+# Every child asks the kernel to stop it when the test process dies
+# (PR_SET_PDEATHSIG, kept across exec), so a killed test run leaves no server
+# or ZooKeeper behind.
+_DIE_WITH_PARENT = "import ctypes, signal; ctypes.CDLL(None).prctl(1, signal.SIGTERM)"
+# ZooKeeper's JVM, started through that.
+_EXEC = _DIE_WITH_PARENT + "; import os, sys; os.execv(sys.argv[1], sys.argv[1:])"
+# The server's main() on the calling thread, like the clickhouse-server
+# binary.  No `import chdb`.
+_LAUNCH = _DIE_WITH_PARENT + f"""
+import sys
 lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
 main = lib.{ENTRY_POINT}
 main.restype = ctypes.c_int
@@ -150,7 +156,7 @@ class ZooKeeper:
             "maxSessionTimeout=30000", "",
         ]))
         log = self.directory / "zookeeper.log"
-        self.proc = _start([*command, str(config)], log)
+        self.proc = _start([sys.executable, "-c", _EXEC, *command, str(config)], log)
         _wait(self._ok, self.proc, "ZooKeeper", log)
         return self
 
