@@ -279,6 +279,7 @@ def test_with_keeper_down_a_deploy_fails_in_one_line_and_changes_nothing(cluster
     assert cluster.password not in done.stdout + done.stderr
     assert elapsed < 30  # not an INSERT's Keeper retries (minutes on 24.8)
     for url in urls.values():
+        sync(url, f"{_db(url)}.{ledger.LEDGER_TABLE}")  # ch2 may not have fetched 0001's rows yet
         st = commands.status(url)
         assert st.heads == ["0001"] and st.problem is None
         assert support.run_sql(url, "SELECT count() FROM system.tables WHERE database IN ('zakaz', 'meta', 'bi')")[0] == [(0,)]
