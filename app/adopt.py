@@ -112,10 +112,7 @@ class ChainStates:
 
 
 def _exec(conn, sql: str, params: dict | None = None):
-    # Our DB-API applies pyformat to every statement: a literal % must be doubled.
-    if params is None:
-        sql = sql.replace("%", "%%")
-    return conn.exec_driver_sql(sql, params or {})
+    return conn.exec_driver_sql(sql, params)
 
 
 def _quoted(name: str) -> str:
@@ -430,6 +427,15 @@ def _ignored(name: str) -> bool:
     from app.lock import LOCK_TABLE
 
     return name.split(".", 1)[-1] in (ledger.LEDGER_TABLE, ledger.VERSION_VIEW, LOCK_TABLE)
+
+
+def warehouse_objects(conn) -> Schema:
+    """The objects of zakaz, meta and bi as adopt and status count them: a
+    materialized view's storage table is part of the view, and the ledger,
+    its view and the deploy lock are not the warehouse's."""
+    from app.schema import snapshot_schema
+
+    return {n: o for n, o in snapshot_schema(conn, MANAGED_DATABASES).items() if not _ignored(n)}
 
 
 def _col_def(col: Column) -> tuple[str, str]:
@@ -811,15 +817,13 @@ def _annotate(findings: list, live: Schema, states: list[RevisionState], r: int)
 
 def _read_live(conn):
     """One read of everything the plan needs from the live database."""
-    from app.schema import snapshot_schema
-
     schema_name = conn.dialect.default_schema_name or "default"
     has_ledger = _exec(conn, "SELECT count() FROM system.tables WHERE database = %(d)s AND name = %(t)s",
                        {"d": schema_name, "t": ledger.LEDGER_TABLE}).scalar()
     ledger_rows = []
     if has_ledger:
         ledger_rows = ledger.read_rows(conn, schema_name)
-    live = {n: o for n, o in snapshot_schema(conn, MANAGED_DATABASES).items() if not _ignored(n)}
+    live = warehouse_objects(conn)
     in_list = ", ".join(f"'{d}'" for d in MANAGED_DATABASES)
     databases = [d for (d,) in _exec(conn, f"SELECT name FROM system.databases WHERE name IN ({in_list})")]
     view_sql = {f"{d}.{n}": s for d, n, s in _exec(conn, (

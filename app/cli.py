@@ -6,7 +6,9 @@ SQLAlchemy, chDB) are imported inside the commands so ``--help`` stays fast.
 """
 from __future__ import annotations
 
+import errno
 import json
+import re
 import sys
 import traceback
 
@@ -46,6 +48,8 @@ def translate_errors(fn):
         except click.ClickException:
             raise
         except Exception as exc:  # classified below; unknown ones re-raised
+            if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+                raise  # stdout's reader left (`| head`): click's main() exits quietly
             if ctx.obj and ctx.obj.get("debug"):
                 from app.config import mask_text
 
@@ -86,9 +90,27 @@ def _explain_alembic(exc: Exception) -> str:
         return text + "; give more characters of the revision id"
     if "Multiple head revisions" in text:
         return text + "; name the head to use, or merge the heads"
-    if "Relative revision" in text and "didn't produce" in text:
-        return text + "; the database is already at base"
+    relative = re.search(r"Relative revision ([+-]?)(\d+) didn't produce", text)
+    if relative:
+        return _explain_relative(relative.group(1) or "+", int(relative.group(2)))
     return text
+
+
+def _explain_relative(sign: str, n: int) -> str:
+    """alembic's "Relative revision +N didn't produce N migrations", for the command that was run."""
+    ctx = click.get_current_context(silent=True)
+    command = ctx.info_name if ctx else ""
+    if command == "downgrade" and sign == "+":
+        return f"downgrade +{n} would go up: a downgrade takes -{n}, a revision id or base"
+    if command == "upgrade" and sign == "-":
+        return f"upgrade -{n} would go down: an upgrade takes +{n}, a revision id or head"
+    if sign == "+":
+        return (f"fewer than {n} revisions are pending above the database's heads; "
+                "`zakaz-schema status` lists them (upgrade head applies them all)")
+    if n == 1:
+        return "no revision is applied: the database is at base, nothing to undo"
+    return (f"fewer than {n} revisions are applied; `zakaz-schema status` shows the heads "
+            "(downgrade base undoes them all)")
 
 
 def _emit(data, as_json: bool, human) -> None:
@@ -103,6 +125,9 @@ url_option = click.option(
     help="Database URL (else $ZAKAZ_DATABASE_URL, else the embedded database in var/).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+strict_run_option = click.option(
+    "--strict", is_flag=True,
+    help="Refuse to run (exit 2, nothing changed) while an applied revision file has changed since it was applied.")
 cluster_option = click.option(
     "--cluster", envvar="ZAKAZ_CLUSTER", default=None, metavar="NAME",
     help="Cluster mode: DDL ON CLUSTER NAME, Replicated engines, replicated ledger (else $ZAKAZ_CLUSTER; off by default).",
@@ -119,6 +144,11 @@ def main(ctx, debug):
     Exit codes: 0 ok, 1 check failed / drift / failed step, 2 usage or connection error.
     """
     ctx.obj = {"debug": debug}
+    # alembic imports mako's exceptions, which import Pygments when installed
+    # (pytest brings it) for coloured HTML template errors: ~45 ms of every
+    # command's start, for output this CLI never makes.  Without the plugin
+    # mako uses its plain fallback.
+    sys.modules.setdefault("mako.ext.pygmentplugin", None)
     if not debug:
         import logging
 
@@ -145,22 +175,42 @@ def _print_step(event: dict) -> None:
 @click.option("--resume", is_flag=True, help="Re-run a failed or interrupted revision and continue.")
 @click.option("--lock-wait", type=float, default=60.0, show_default=True,
               help="Seconds to wait for another deploy's lock (servers).")
+@strict_run_option
+@click.option("--allow-data-loss", is_flag=True,
+              help="Let the upgrade drop tables or columns that hold rows (a revision's UPGRADE_LOSES).")
 @cluster_option
 @translate_errors
-def upgrade(revision, url, as_json, resume, lock_wait, cluster):
+def upgrade(revision, url, as_json, resume, lock_wait, strict, allow_data_loss, cluster):
     """Upgrade the database to REVISION (default: head)."""
     import time
 
-    from app import commands
+    from app import fastpath
     from app.config import mask_url, resolve_url
 
     url = resolve_url(url)
     if not as_json:
         click.echo(f"Upgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
-    steps = commands.upgrade(url, revision, resume=resume, lock_wait=lock_wait, cluster=cluster,
-                             reporter=None if as_json else _print_step)
-    _summary(steps, url, time.perf_counter() - t0, as_json)
+    warnings: list[str] = []
+    try:
+        # Nothing to do (the common case): one query, no alembic (app/fastpath.py).
+        heads = fastpath.nothing_to_upgrade(url, cluster, hold=True) if revision == "head" and not resume else None
+        if heads is not None:
+            _summary([], url, time.perf_counter() - t0, as_json, warnings, heads=heads)
+            return
+        from app import commands
+
+        outcome: dict = {}
+        steps = commands.upgrade(url, revision, resume=resume, lock_wait=lock_wait, cluster=cluster,
+                                 reporter=None if as_json else _print_step, outcome=outcome,
+                                 strict=strict, warn=_warner(warnings, as_json), allow_data_loss=allow_data_loss)
+        if not steps and "heads" in outcome:
+            _summary(steps, url, time.perf_counter() - t0, as_json, warnings,
+                     heads=outcome["heads"], at_head=outcome["at_head"])
+        else:
+            _summary(steps, url, time.perf_counter() - t0, as_json, warnings)
+    finally:
+        fastpath.release()
 
 
 @main.command(context_settings={"ignore_unknown_options": True})  # "-1" is a revision
@@ -168,9 +218,11 @@ def upgrade(revision, url, as_json, resume, lock_wait, cluster):
 @url_option
 @json_option
 @click.option("--allow-data-loss", is_flag=True, help="Let the downgrade drop tables or columns that hold rows.")
+@click.option("--resume", is_flag=True, help="Re-run a failed or interrupted downgrade and continue.")
+@strict_run_option
 @cluster_option
 @translate_errors
-def downgrade(revision, url, as_json, allow_data_loss, cluster):
+def downgrade(revision, url, as_json, allow_data_loss, resume, strict, cluster):
     """Downgrade the database to REVISION (an id, -1, or base)."""
     import time
 
@@ -181,41 +233,82 @@ def downgrade(revision, url, as_json, allow_data_loss, cluster):
     if not as_json:
         click.echo(f"Downgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
-    steps = commands.downgrade(url, revision, allow_data_loss=allow_data_loss, cluster=cluster,
-                               reporter=None if as_json else _print_step)
-    _summary(steps, url, time.perf_counter() - t0, as_json)
+    warnings: list[str] = []
+    steps = commands.downgrade(url, revision, allow_data_loss=allow_data_loss, resume=resume, cluster=cluster,
+                               reporter=None if as_json else _print_step,
+                               strict=strict, warn=_warner(warnings, as_json))
+    _summary(steps, url, time.perf_counter() - t0, as_json, warnings)
 
 
 @main.command()
 @click.argument("revision")
 @url_option
+@click.option("--purge", is_flag=True,
+              help="Record exactly REVISION whatever the ledger's heads are (e.g. a head this checkout does not have).")
 @cluster_option
+@click.option("--yes", is_flag=True,
+              help="Confirm a stamp that records applied revisions as not applied while the warehouse holds objects.")
 @translate_errors
-def stamp(revision, url, cluster):
+def stamp(revision, url, purge, cluster, yes):
     """Record REVISION in the ledger without running it."""
     from app import commands
 
-    commands.stamp(url, revision, cluster=cluster)
+    if not yes:
+        # Nothing is dropped, but a later upgrade would re-run those revisions
+        # over what they built, and a downgrade would leave it in place.
+        forgotten, objects = commands.stamp_would_forget(url, revision)
+        if forgotten and objects:
+            raise UsageFailure(
+                f"stamping {revision} records the database as no longer at {', '.join(forgotten)} while "
+                f"zakaz, meta and bi hold {objects} objects (nothing is dropped; a later upgrade re-runs "
+                "the revisions in between over them); add --yes if that is what you mean"
+            )
+    commands.stamp(url, revision, purge=purge, cluster=cluster)
     click.echo(f"Stamped {revision}")
 
 
-def _summary(steps: list[dict], url: str, seconds: float, as_json: bool) -> None:
-    from app import commands
+def _warner(warnings: list[str], as_json: bool):
+    """Warnings of a run (e.g. an applied revision file changed): the lines `status` shows."""
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if not as_json:
+            click.echo(f"WARNING:   {message}")
+    return warn
 
-    if steps and "at_head" in steps[-1]:
+
+def _summary(steps: list[dict], url: str, seconds: float, as_json: bool, warnings: list[str] = (),
+             heads: list[str] | None = None, at_head: bool = True) -> None:
+    """``heads``, ``at_head``: where the database is, known already (no second connection)."""
+    if heads is not None:
+        pass
+    elif steps and "at_head" in steps[-1]:
         # The last step says where the database is: no second connection.
         heads, at_head = steps[-1]["heads"], steps[-1]["at_head"]
     else:
+        from app import commands
+
         st = commands.status(url)
         heads, at_head = st.heads, sorted(st.heads) == sorted(st.script_heads)
     if as_json:
-        click.echo(json.dumps({"steps": steps, "heads": heads, "seconds": round(seconds, 3)}, indent=2))
+        click.echo(json.dumps({"steps": steps, "heads": heads, "seconds": round(seconds, 3),
+                               "warnings": list(warnings)}, indent=2))
         return
     at = ", ".join(heads) or "base"
     if not steps:
         click.echo(f"Nothing to do: the database is at {at}{' (head)' if at_head else ''}.")
     else:
         click.echo(f"{len(steps)} step(s) in {seconds:.2f} s; the database is at {at}{' (head)' if at_head else ''}.")
+
+
+class _Answer:
+    """The fast path's status (a dict, as ``commands.Status.to_dict()``) read like a Status."""
+
+    def __init__(self, data: dict):
+        self.__dict__.update(data)
+        self._data = data
+
+    def to_dict(self) -> dict:
+        return self._data
 
 
 @main.command()
@@ -225,9 +318,21 @@ def _summary(steps: list[dict], url: str, seconds: float, as_json: bool) -> None
 @translate_errors
 def status(url, as_json, strict):
     """Current heads, pending revisions, failed steps, skipped statements."""
-    from app import commands
+    from app import fastpath
+    from app.config import resolve_url
 
-    st = commands.status(url)
+    url = resolve_url(url)
+    try:
+        # At head with nothing to report: one query, no alembic (app/fastpath.py).
+        fast = fastpath.status(url, hold=True)
+        if fast is not None:
+            st = _Answer(fast)
+        else:
+            from app import commands
+
+            st = commands.status(url)
+    finally:
+        fastpath.release()
 
     def human(_):
         click.echo(f"database:  {st.url}")
@@ -236,7 +341,9 @@ def status(url, as_json, strict):
         if st.unmanaged_objects:
             click.echo(f"UNMANAGED: no ledger, but zakaz/meta/bi hold {st.unmanaged_objects} objects: "
                        "built by the old SQL files? see `zakaz-schema adopt`")
-        if st.pending:
+        if st.version_problem:
+            click.echo(f"PROBLEM:   {st.version_problem}")
+        elif st.pending:
             click.echo(f"pending:   {len(st.pending)} revision(s)")
             for p in st.pending:
                 click.echo(f"  {p['revision']}  {p['message']}")
@@ -246,14 +353,16 @@ def status(url, as_json, strict):
             p = st.problem
             detail = f" at statement {p['failed_statement']}: {p['error']}" if p["state"] == "failed" else ""
             click.echo(f"PROBLEM:   {p['direction']} {p['revision']} {p['state']}{detail}")
-            click.echo("           fix the cause, then `zakaz-schema upgrade --resume` (or `zakaz-schema repair`)")
+            by_hand = "applied" if p["direction"] == "upgrade" else "reverted"
+            click.echo(f"           fix the cause, then {st.resume} "
+                       f"(or `zakaz-schema repair {p['revision']} --mark-{by_hand}` if it was finished by hand)")
         for s in st.skipped:
             click.echo(f"skipped:   {s['revision']}: {len(s['statements'])} access statement(s) not run (embedded engine)")
         for c in st.changed_files:
             click.echo(f"WARNING:   {c['revision']}: {c['problem']}")
 
     _emit(st.to_dict(), as_json, human)
-    if st.problem or st.unmanaged_objects or (strict and st.changed_files):
+    if st.problem or st.unmanaged_objects or st.version_problem or (strict and st.changed_files):
         sys.exit(EXIT_CHECK)
 
 
@@ -354,6 +463,8 @@ def repair(revision, mark, url):
         result = commands.repair(url, revision, mark=mark)
     except commands.RevisionRefused as exc:
         raise UsageFailure(str(exc)) from None
+    except commands.RepairMismatch as exc:
+        raise CheckFailure(str(exc)) from None
     click.echo(f"Recorded {result['revision']} as {mark} by hand; heads "
                f"{', '.join(result['previous_heads']) or 'base'} -> {', '.join(result['heads']) or 'base'}")
 

@@ -15,12 +15,13 @@ from typing import Any, Callable
 from alembic import command as alembic_command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from app import ledger
 from app.config import ALEMBIC_INI, is_embedded, mask_url, resolve_url
 from app.config import script_location as config_script_location
 from app.engine import connect
-from app.runtime import file_checksum
+from app.runtime import applied_checksums, changed_files, file_checksum, resume_command, version_of  # noqa: F401
 
 
 def alembic_config(url: str | None = None, script_location: str | None = None, **attributes: Any) -> Config:
@@ -54,21 +55,38 @@ def upgrade(url: str | None = None, target: str = "head", *, resume: bool = Fals
     return steps
 
 
-def downgrade(url: str | None, target: str, *, allow_data_loss: bool = False,
+def downgrade(url: str | None, target: str, *, allow_data_loss: bool = False, resume: bool = False,
               reporter: Callable[[dict], None] | None = None, cluster: str | None = None,
               **extra: Any) -> list[dict]:
     steps: list[dict] = []
-    cfg = alembic_config(url, allow_data_loss=allow_data_loss,
+    cfg = alembic_config(url, allow_data_loss=allow_data_loss, resume=resume,
                          reporter=_collect(steps, reporter), **_cluster_attribute(cluster), **extra)
     alembic_command.downgrade(cfg, target)
     return steps
 
 
-def stamp(url: str | None, target: str, *, cluster: str | None = None, **extra: Any) -> list[dict]:
+def stamp(url: str | None, target: str, *, purge: bool = False, cluster: str | None = None,
+          **extra: Any) -> list[dict]:
+    """``purge``: record exactly ``target``, whatever the ledger's heads were
+    (unknown or impossible ones included); insert-only like every ledger write."""
     steps: list[dict] = []
     cfg = alembic_config(url, reporter=_collect(steps, None), **_cluster_attribute(cluster), **extra)
-    alembic_command.stamp(cfg, target)
+    alembic_command.stamp(cfg, target, purge=purge)
     return steps
+
+
+def stamp_would_forget(url: str | None, target: str) -> tuple[list[str], int]:
+    """The ledger heads a stamp of ``target`` would record as not applied (heads
+    that are not ``target`` or below it), and the objects the warehouse holds."""
+    from app.adopt import warehouse_objects
+
+    url = resolve_url(url)
+    script = script_directory(alembic_config(url))
+    kept = set() if target == "base" else {s.revision for s in script.iterate_revisions(target, "base")}
+    with connect(url) as conn:
+        rows, _, _ = ledger_state(conn)
+        objects = len(warehouse_objects(conn))
+    return [h for h in ledger.current_heads(rows) if h not in kept], objects
 
 
 def _cluster_attribute(cluster: str | None) -> dict:
@@ -129,6 +147,11 @@ class Status:
     # Objects in the warehouse databases of a database with no ledger: built
     # by the old SQL files (or its ledger was dropped): `adopt` is the way in.
     unmanaged_objects: int = 0
+    # Why the ledger's heads are not a version of this checkout (a head with
+    # no revision file, overlapping heads), and what to do; pending is then unknown.
+    version_problem: str | None = None
+    # The command that resumes ``problem`` (its direction decides which).
+    resume: str | None = None
 
     def to_dict(self) -> dict:
         return self.__dict__ | {"problem": _jsonable(self.problem)}
@@ -157,26 +180,32 @@ def ledger_state(conn) -> tuple[list[dict], str, str]:
     if exists:
         ledger.check_structure(conn, schema)
         rows = ledger.read_rows(conn, schema)
+        ledger.check_order(rows, schema)
     version = conn.exec_driver_sql("SELECT version()").scalar()
     return rows, version, conn.dialect.driver
 
 
 def status(url: str | None = None) -> Status:
+    from app.adopt import warehouse_objects
+
     url = resolve_url(url)
     cfg = alembic_config(url)
     script = script_directory(cfg)
     with connect(url) as conn:
         rows, version, driver = ledger_state(conn)
-        unmanaged = 0 if rows else conn.exec_driver_sql(
-            "SELECT count() FROM system.tables WHERE database IN %(dbs)s",
-            {"dbs": ledger.MANAGED_DATABASES},
-        ).scalar()
+        # Counted as `adopt` counts them, so both commands give one number.
+        unmanaged = 0 if rows else len(warehouse_objects(conn))
     heads = ledger.current_heads(rows)
-    pending = [
+    _, version_problem = version_of(script, heads)
+    pending = [] if version_problem else [
         {"revision": s.revision, "message": short_doc(s)}
         for s in reversed(list(script.iterate_revisions("heads", tuple(heads) or "base")))
         if s.revision not in heads
     ]
+    problem = ledger.open_problem(rows)
+    from app import fastpath
+
+    fastpath.remember(script)  # the chain's heads for the next status or no-op upgrade
     return Status(
         url=mask_url(url),
         engine=driver,
@@ -184,48 +213,17 @@ def status(url: str | None = None) -> Status:
         heads=heads,
         script_heads=list(script.get_heads()),
         pending=pending,
-        problem=ledger.open_problem(rows),
+        problem=problem,
         skipped=skipped_statements(rows),
         changed_files=changed_files(script, rows),
         steps=len({r["step_id"] for r in rows}),
         unmanaged_objects=unmanaged,
+        version_problem=version_problem,
+        resume=resume_command(script, problem) if problem else None,
     )
 
 
-def skipped_statements(rows: list[dict]) -> list[dict]:
-    """Access statements recorded as skipped by the latest upgrade of each revision."""
-    latest: dict[str, dict] = {}
-    for r in rows:
-        if r["status"] == "applied" and r["direction"] == "upgrade":
-            latest[r["revision"]] = r
-    return [
-        {"revision": rev, "statements": r["skipped"]}
-        for rev, r in sorted(latest.items()) if r["skipped"]
-    ]
-
-
-def applied_checksums(rows: list[dict]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for r in rows:
-        if r["status"] == "applied" and r["direction"] == "upgrade" and r["checksum"]:
-            out[r["revision"]] = r["checksum"]
-        elif r["direction"] == "downgrade" and r["status"] == "applied":
-            out.pop(r["revision"], None)
-    return out
-
-
-def changed_files(script: ScriptDirectory, rows: list[dict]) -> list[dict]:
-    """Applied revisions whose file no longer has the checksum recorded when applied."""
-    changed = []
-    for rev, recorded in sorted(applied_checksums(rows).items()):
-        try:
-            path = script.get_revision(rev).path
-        except Exception:
-            changed.append({"revision": rev, "problem": "revision file is missing"})
-            continue
-        if file_checksum(path) != recorded:
-            changed.append({"revision": rev, "problem": f"{os.path.basename(path)} changed since it was applied"})
-    return changed
+skipped_statements = ledger.skipped_statements  # pure, so app.fastpath shares it
 
 
 def history(url: str | None = None) -> list[dict]:
@@ -241,10 +239,12 @@ def history(url: str | None = None) -> list[dict]:
         path = ""
         matches = None
         if r["revision"] and r["direction"] in ("upgrade", "downgrade"):
+            # Only a revision with no file is shown without one: a file that
+            # does not load (SyntaxError) fails the command, naming the file.
             try:
                 path = script.get_revision(r["revision"]).path
                 matches = file_checksum(path) == r["checksum"]
-            except Exception:
+            except CommandError:
                 path = ""
         out.append({
             "when": r["started_at"].isoformat(sep=" ", timespec="seconds"),
@@ -320,15 +320,52 @@ def new_revision(message: str, *, head: str = "head", branch: bool = False,
             )
         base_of = rev
     rev_id = next_ordinal(script)
-    slug = re.sub(r"[^a-z0-9]+", "_", message.lower()).strip("_")[:50] or "revision"
-    created = alembic_command.revision(
-        cfg, message=message, rev_id=rev_id, head=base_of or "base", splice=branch,
-    )
-    path = created.path if not isinstance(created, list) else created[0].path
+    slug = revision_slug(message)
+    before = set(os.listdir(script.versions))
+    try:
+        created = alembic_command.revision(
+            cfg, message=_docstring_text(message), rev_id=rev_id, head=base_of or "base", splice=branch,
+        )
+        path = created.path if not isinstance(created, list) else created[0].path
+        with open(path, encoding="utf-8") as fh:
+            compile(fh.read(), path, "exec")
+    except BaseException as exc:
+        # A file that does not load breaks every later command: leave none.
+        for name in set(os.listdir(script.versions)) - before:
+            os.remove(os.path.join(script.versions, name))
+        if isinstance(exc, SyntaxError):
+            raise RevisionRefused(f"the message {message!r} does not make a valid revision file "
+                                  f"({exc.msg}); nothing was written") from None
+        raise
     wanted = os.path.join(os.path.dirname(path), f"{rev_id}_{slug}.py")
     if path != wanted:
         os.replace(path, wanted)
     return wanted
+
+
+def _docstring_text(message: str) -> str:
+    """``message`` as it must be written inside the template's triple-quoted docstring.
+
+    Python reads it back as ``message``: backslashes are escaped (``\\N{x}``
+    would be a Unicode name), and so is a quote followed by another (three
+    in a row would end the docstring).
+    """
+    return re.sub(r'"(?=")', r'\"', message.replace("\\", "\\\\"))
+
+
+# Russian letters in Latin (the simple passport table), for file names.
+_TRANSLIT = str.maketrans({
+    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z",
+    "и": "i", "й": "i", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r",
+    "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh",
+    "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "iu", "я": "ia",
+})
+
+
+def revision_slug(message: str) -> str:
+    """The file name part of a revision: lower-case ASCII words joined by ``_``."""
+    text = message.lower().translate(_TRANSLIT)
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")[:50] or "revision"
 
 
 def next_ordinal(script: ScriptDirectory) -> str:
@@ -338,12 +375,17 @@ def next_ordinal(script: ScriptDirectory) -> str:
 
 # --- repair ------------------------------------------------------------------------
 
+class RepairMismatch(Exception):
+    """The ledger already says the opposite of what repair was asked to correct: nothing recorded."""
+
+
 def repair(url: str | None, revision: str, *, mark: str) -> dict:
     """Record by hand that REVISION is applied (``mark="applied"``) or not (``"reverted"``).
 
     For steps a human finished or undid after a failure.  The new head set
-    is computed from the revision graph and written as a ``repaired`` row, so
-    the decision is in the ledger like every other step.
+    is what alembic would record for that one step (``repaired_heads``), and
+    is written as a ``repaired`` row under the deploy lock, so the decision
+    is in the ledger like every other step.
     """
     import uuid
 
@@ -363,18 +405,85 @@ def repair(url: str | None, revision: str, *, mark: str) -> dict:
         on_cluster = cluster_mode.from_options()
         if on_cluster is not None:
             on_cluster = prepare_cluster(conn, on_cluster)
-        ledger.ensure(conn, schema, cluster=on_cluster)
-        rows = ledger.read_rows(conn, schema)
-        heads = set(ledger.current_heads(rows))
-        downs = set(rev._normalized_down_revisions)
-        if mark == "applied":
-            new_heads = (heads - downs) | {rev.revision}
+        embedded = conn.dialect.driver == "chdb"
+        ledger.ensure(conn, schema, cluster=on_cluster, lock=not embedded)
+
+        def record() -> tuple[set[str], set[str]]:
+            if on_cluster is not None:
+                conn.exec_driver_sql(f"SYSTEM SYNC REPLICA {schema}.{ledger.LEDGER_TABLE}")
+            rows = ledger.read_rows(conn, schema)
+            ledger.check_order(rows, schema)
+            heads = set(ledger.current_heads(rows))
+            new_heads = repaired_heads(script, heads, rev, mark, ledger.open_problem(rows))
+            ledger.write(conn, schema, ledger.Row(
+                str(uuid.uuid4()), rev.revision, "repair", "repaired", sorted(new_heads),
+                f"marked {mark} by hand", checksum=file_checksum(rev.path),
+            ))
+            return heads, new_heads
+
+        if embedded:  # chDB's directory lock keeps other processes out
+            heads, new_heads = record()
         else:
-            new_heads = (heads - {rev.revision}) | (downs if rev.revision in heads else set())
-        row = ledger.Row(
-            str(uuid.uuid4()), rev.revision, "repair", "repaired", sorted(new_heads),
-            f"marked {mark} by hand", checksum=file_checksum(rev.path),
-        )
-        ledger.write(conn, schema, row)
+            # The row's seq is the ledger's maximum + 1: no deploy may write between.
+            from app.lock import deploy_lock
+
+            with deploy_lock(conn, schema, cluster=on_cluster, create_table=False):
+                heads, new_heads = record()
     return {"revision": rev.revision, "mark": mark, "heads": sorted(new_heads),
             "previous_heads": sorted(heads)}
+
+
+def repaired_heads(script: ScriptDirectory, heads: set[str], rev, mark: str, problem: dict | None) -> set[str]:
+    """The heads after marking ``rev`` applied or reverted, as alembic's own
+    bookkeeping (HeadMaintainer) moves them for that step.
+
+    Only a step alembic could have taken is recorded: marking applied a
+    revision that is applied already, or one whose parents are not, gave
+    heads such as ``0005, 0012`` that no command could plan from.  The
+    exception is the step still open in the ledger: a failed downgrade put
+    back by hand leaves its revision applied, a failed upgrade undone by hand
+    leaves it not applied; either way the repair row closes it.
+    """
+    from alembic.runtime.migration import HeadMaintainer, RevisionStep
+
+    applied, version_problem = version_of(script, sorted(heads))
+    if version_problem:
+        raise RevisionRefused(f"{version_problem}; nothing was recorded")
+    at = ", ".join(sorted(heads)) or "base"
+    open_step = problem["direction"] if problem and problem["revision"] == rev.revision else None
+    if mark == "applied":
+        if rev.revision in applied:
+            if open_step == "downgrade":
+                return set(heads)
+            raise RepairMismatch(f"{rev.revision} is already applied (the database is at {at}); nothing was recorded")
+        missing = [r for r in rev._normalized_down_revisions if r not in applied]
+        if missing:
+            raise RevisionRefused(
+                f"{rev.revision} follows {', '.join(missing)}, which is not applied (the database is at {at}): "
+                "upgrade or repair that first; nothing was recorded")
+    else:
+        if rev.revision not in applied:
+            if open_step == "upgrade":
+                return set(heads)
+            raise RepairMismatch(f"{rev.revision} is not applied (the database is at {at}); nothing was recorded")
+        if rev.revision not in heads:
+            raise RevisionRefused(
+                f"{rev.revision} is below the head(s) {at}: the revisions above it are applied; "
+                "downgrade or repair those first; nothing was recorded")
+
+    class Bookkeeping(HeadMaintainer):
+        """alembic's head moves without its writes to a version table (ours is the ledger)."""
+
+        def _insert_version(self, version: str) -> None:
+            self.heads.add(version)
+
+        def _delete_version(self, version: str) -> None:
+            self.heads.remove(version)
+
+        def _update_version(self, from_: str, to_: str) -> None:
+            self.heads.remove(from_)
+            self.heads.add(to_)
+
+    maintainer = Bookkeeping(None, heads)
+    maintainer.update_to_step(RevisionStep(script.revision_map, rev, mark == "applied"))
+    return set(maintainer.heads)

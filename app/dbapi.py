@@ -128,8 +128,8 @@ def render(operation: str, parameters: Any) -> str:
     """Apply pyformat parameters the way the ClickHouse compiler expects.
 
     SQLAlchemy compiles every statement for pyformat, doubling literal ``%``,
-    so a mapping (even an empty one) is always applied.  Raw driver SQL comes
-    with an empty tuple and is sent as written.
+    so a mapping (even an empty one) is always applied.  Driver SQL without
+    parameters comes with None (app.engine) and is sent as written.
     """
     if isinstance(parameters, dict):
         return operation % {k: quote_literal(v) for k, v in parameters.items()}
@@ -201,6 +201,8 @@ def _locked_by_other_process(path: str) -> str | None:
             with open(status, encoding="utf-8", errors="replace") as fh:
                 text = fh.read()
             m = re.search(r"PID:\s*(\d+)", text)
+            if m and int(m.group(1)) == os.getpid():
+                return None  # this process: chDB shares its open engine
             return f"pid {m.group(1)}" if m else "another process"
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
@@ -226,6 +228,11 @@ class _ConnectedEngine:
     def __init__(self, path: str):
         import chdb
 
+        # chDB writes its own "Code: 76 ... Cannot lock file" line to stderr
+        # before failing: ask the lock first, so only our error is shown.
+        holder = _locked_by_other_process(path) if path != ":memory:" else None
+        if holder:
+            raise _in_use_error(path, holder)
         try:
             self._conn = chdb.connect(path)
         except Exception as exc:  # chdb raises RuntimeError for everything

@@ -12,8 +12,9 @@ checksum must survive the round trip:
 * whatever the downgrade drops (a table, a materialized view's storage, a
   column) must be declared in the revision's ``DOWNGRADE_LOSES``: declared
   losses are reported as such, undeclared ones fail the drill.  The check is
-  structural, so it runs without data too: an undeclared drop is also one the
-  runtime's data-loss guard would not stop in production.
+  structural, so it runs without data too: the runtime's data-loss guard sees
+  only declared losses and what the drop operations announce, not a DROP
+  written with ``run()``.
 
 Columns and tables a revision declares lost are left out of the checksums
 (0008's downgrade keeps the rows but not their ``_loaded_at``).  Content that

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from app.config import ConfigError, is_embedded, mask_text, mask_url, parse_url
+from app.config import DEFAULT_EMBEDDED_PATH, ConfigError, is_embedded, mask_text, mask_url, parse_url
 from app.errors import clickhouse_error_code, clickhouse_error_message
 
 
@@ -23,17 +23,65 @@ def create_engine(url: str):
     import sqlalchemy as sa
 
     parsed = parse_url(url)
+    if is_embedded(url) and not parsed.query.get("path"):
+        # chDB would run in memory: an upgrade would report head and the next
+        # command find an empty database.  ?path=:memory: is still allowed.
+        raise ConfigError(
+            f"the embedded URL {mask_url(url)} names no directory (the database would be in memory "
+            f"and lost on exit); add ?path=DIR, or omit --url for the default {DEFAULT_EMBEDDED_PATH}"
+        )
     _register_chdb()
     kwargs = {}
     if not is_embedded(url):
         # Fail fast on an unreachable server instead of the driver's minutes.
         if parsed.drivername == "clickhouse+http":
-            kwargs["connect_args"] = {"timeout": 10}
+            # wait_end_of_query: otherwise the server sends 200 and streams the
+            # result, and an error that comes late (an ON CLUSTER statement's
+            # 159 once a replica did not answer) is only text at the end of a
+            # "successful" body, which the driver takes as success.
+            kwargs["connect_args"] = {"timeout": 10, "ch_settings": {"wait_end_of_query": 1}}
         else:
             parsed = parsed.update_query_dict(
                 {"connect_timeout": parsed.query.get("connect_timeout", "5")}
             )
-    return sa.create_engine(parsed, **kwargs)
+    if parsed.drivername in ("clickhouse+native", "clickhouse"):
+        lazy_date_lut()
+    engine = sa.create_engine(parsed, **kwargs)
+    sa.event.listen(engine, "before_cursor_execute", _driver_sql_as_written, retval=True)
+    return engine
+
+
+# Start-up time (issue #19).
+
+def lazy_date_lut() -> None:
+    """clickhouse-driver fills a 146,000-entry date table when imported (~70 ms);
+    its own CLICKHOUSE_DRIVER_LASY_DATE_LUT setting fills it on demand instead."""
+    import os
+    import sys
+
+    if "clickhouse_driver.columns.datecolumn" in sys.modules:
+        return
+    name = "CLICKHOUSE_DRIVER_LASY_DATE_LUT"  # sic: the driver's spelling
+    before = os.environ.get(name)
+    os.environ[name] = before or "1970-01-01:1970-01-02"
+    try:
+        import clickhouse_driver.columns.datecolumn  # noqa: F401
+    except ImportError:
+        pass
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+
+
+def _driver_sql_as_written(conn, cursor, statement, parameters, context, executemany):
+    # SQLAlchemy hands exec_driver_sql() without parameters an empty dict, and
+    # every ClickHouse DB-API (clickhouse-driver, the HTTP connector,
+    # app.dbapi) applies pyformat to a dict, empty or not: LIKE 'x%' would
+    # have to be written 'x%%'.  No parameters means nothing to interpolate.
+    # A compiled statement keeps its dict: its compiler doubled the "%".
+    if not parameters and not executemany and context is not None and context.compiled is None:
+        return statement, None
+    return statement, parameters
 
 
 _UNREACHABLE = ("Connection refused", "timed out", "Name or service not known",

@@ -30,6 +30,7 @@ from typing import Any
 from alembic.ddl.impl import DefaultImpl
 from sqlalchemy import text
 from sqlalchemy.sql import dml
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.schema import CreateTable, DropTable, ExecutableDDLElement
 
@@ -48,12 +49,30 @@ class InjectedFailure(Exception):
     """Raised instead of a statement chosen by a failure-injection test."""
 
 
+class _PercentByParamstyle:
+    """SQLAlchemy's rule for ``%`` in SQL text: doubled only for a paramstyle that interpolates.
+
+    clickhouse-sqlalchemy's compiler doubles it always, which the DB-API's
+    pyformat step undoes online; offline nothing undoes it, and
+    ``formatDateTime(ts, '%Y-%m')`` would reach clickhouse-client as
+    ``'%%Y-%%m'`` and return that text.
+    """
+
+    def post_process_text(self, text: str) -> str:
+        return SQLCompiler.post_process_text(self, text)
+
+
 class ClickHouseImpl(DefaultImpl):
     __dialect__ = "clickhouse"
     transactional_ddl = False
 
     def __init__(self, *args: Any, **kw: Any):
         super().__init__(*args, **kw)
+        if self.as_sql:
+            # The offline dialect is this run's own (paramstyle "named", see
+            # app.runtime): its SQL is read by clickhouse-client as written.
+            compiler = self.dialect.statement_compiler
+            self.dialect.statement_compiler = type(compiler.__name__, (_PercentByParamstyle, compiler), {})
         self.version_table_name = "alembic_version"
         self.reset_step()
         # (revision, statement index) -> raise before running it; set by tests.

@@ -14,7 +14,6 @@ import functools
 import json
 import getpass
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,14 +208,32 @@ def check_structure(conn, schema: str, columns: dict[str, str] | None = None) ->
         )
 
 
-_last_seq = 0
+# Rows are ordered by ``seq``, the ledger's previous maximum plus one, taken
+# by the server as the row is inserted (``insert_sql``).  A clock would not
+# do: deploy hosts' clocks differ, and a row stamped by a clock running ahead
+# outranked every later row, pinning the version.  Writers are serialised
+# (the deploy lock on a server, chDB's directory lock embedded), so max + 1
+# cannot be taken twice.  A seq this high was not written by zakaz-schema
+# (clock-based seqs of old ledgers are about 1.8e18): adding to it would wrap
+# a UInt64, so writers refuse (``check_order``).
+SEQ_LIMIT = 2 ** 63
 
 
-def next_seq() -> int:
-    """Nanoseconds since the epoch, strictly increasing within this process."""
-    global _last_seq
-    _last_seq = max(time.time_ns(), _last_seq + 1)
-    return _last_seq
+def next_seq_sql(schema: str, table: str = LEDGER_TABLE, offset: int = 1) -> str:
+    """The expression giving the ``offset``-th row of an INSERT its seq (also app.lock's claims)."""
+    return f"(SELECT max(seq) FROM {schema}.{table}) + {offset}"
+
+
+def check_order(rows: list[dict[str, Any]], schema: str = "default") -> None:
+    """Refuse a ledger whose order cannot be continued (a seq written by hand near the UInt64 limit)."""
+    if rows and rows[-1]["seq"] >= SEQ_LIMIT:
+        last = rows[-1]
+        raise LedgerError(
+            f"ledger row seq {last['seq']} ({last['direction']} {last['revision'] or '-'}, {last['status']}) "
+            f"is beyond what zakaz-schema writes ({SEQ_LIMIT - 1} at most): it was inserted by hand, and no "
+            "later row could sort after it; nothing was changed. Remove that row "
+            f"(ALTER TABLE {schema}.{LEDGER_TABLE} DELETE WHERE seq = {last['seq']}), then check `zakaz-schema status`"
+        )
 
 
 @dataclass
@@ -239,7 +256,8 @@ class Row:
     host: str = field(default_factory=socket.gethostname)
     os_user: str = field(default_factory=lambda: _os_user())
     tool_version: str = field(default_factory=lambda: _tool_version())
-    seq: int = field(default_factory=next_seq)
+    # None: taken by the server when the row is inserted (``next_seq_sql``).
+    seq: int | None = None
 
     def values(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in COLUMNS}
@@ -267,11 +285,16 @@ def _tool_version() -> str:
 
 
 def insert_sql(schema: str, row: Row, *more: Row) -> str:
-    """One INSERT for one or more rows (several rows land in one part, atomically)."""
-    tuples = [
-        "(" + ", ".join(quote_literal(v) for v in r.values().values()) + ")"
-        for r in (row, *more)
-    ]
+    """One INSERT for one or more rows (several rows land in one part, atomically).
+
+    A row without a seq gets the ledger's maximum plus its position in this
+    INSERT, computed by the server (also in offline SQL, when the script runs).
+    """
+    tuples = []
+    for offset, r in enumerate((row, *more), 1):
+        values = r.values()
+        seq = next_seq_sql(schema, offset=offset) if values["seq"] is None else quote_literal(values["seq"])
+        tuples.append("(" + ", ".join(seq if k == "seq" else quote_literal(v) for k, v in values.items()) + ")")
     return f"INSERT INTO {schema}.{LEDGER_TABLE} ({', '.join(COLUMNS)}) VALUES " + ", ".join(tuples)
 
 
@@ -279,29 +302,39 @@ def write(conn, schema: str, row: Row, *more: Row) -> None:
     conn.exec_driver_sql(insert_sql(schema, row, *more))
 
 
-def read_rows(conn, schema: str) -> list[dict[str, Any]]:
+def rows_sql(schema: str, extra: str = "") -> str:
+    """The query reading the ledger's rows in their order (``extra``: more
+    select expressions after the columns, for app.fastpath's one query)."""
     # Arrays come back as lists from chDB and the native driver but as text
     # from the HTTP driver: JSON is read the same way by all three.
     selected = ", ".join(
         f"toJSONString({c}) AS {c}" if t.startswith("Array") else c for c, t in COLUMNS.items()
     )
+    return f"SELECT {selected}{extra} FROM {schema}.{LEDGER_TABLE} ORDER BY seq"
+
+
+_ARRAYS = [c for c, t in COLUMNS.items() if t.startswith("Array")]
+
+
+def decode_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of ``rows_sql`` as the functions below take it (its arrays decoded)."""
+    for c in _ARRAYS:
+        row[c] = json.loads(row[c])
+    return row
+
+
+def read_rows(conn, schema: str) -> list[dict[str, Any]]:
     try:
-        result = conn.exec_driver_sql(
-            f"SELECT {selected} FROM {schema}.{LEDGER_TABLE} ORDER BY seq"
-        )
+        result = conn.exec_driver_sql(rows_sql(schema))
     except Exception as exc:
         raise LedgerError(
             f"cannot read the ledger {schema}.{LEDGER_TABLE} ({str(getattr(exc, 'orig', exc)).splitlines()[0]}); "
             "run `zakaz-schema upgrade` to create it, or restore it if it was dropped by hand"
         ) from None
-    arrays = [c for c, t in COLUMNS.items() if t.startswith("Array")]
-    rows = []
-    for r in result:
-        row = dict(r._mapping)
-        for c in arrays:
-            row[c] = json.loads(row[c])
-        rows.append(row)
-    return rows
+    return [decode_row(dict(r._mapping)) for r in result]
+
+
+# --- what the rows say (pure: app.fastpath reads them without SQLAlchemy) ---------------
 
 
 def current_heads(rows: list[dict[str, Any]]) -> list[str]:
@@ -325,3 +358,28 @@ def open_problem(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     if final["status"] == "started":
         return {**final, "state": "interrupted"}
     return None
+
+
+def applied_checksums(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """revision -> the checksum its file had when the latest upgrade applied it (undone ones dropped)."""
+    out: dict[str, str] = {}
+    for r in rows:
+        if r["status"] == "applied" and r["direction"] == "upgrade" and r["checksum"]:
+            out[r["revision"]] = r["checksum"]
+        elif r["direction"] == "downgrade" and r["status"] == "applied":
+            out.pop(r["revision"], None)
+    return out
+
+
+def skipped_statements(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Access statements recorded as skipped by the latest upgrade of each revision."""
+    latest: dict[str, dict] = {}
+    for r in rows:
+        if r["status"] == "applied" and r["direction"] == "upgrade":
+            latest[r["revision"]] = r
+        elif r["status"] == "applied" and r["direction"] == "downgrade":
+            latest.pop(r["revision"], None)  # nothing of it is in the database now
+    return [
+        {"revision": rev, "statements": r["skipped"]}
+        for rev, r in sorted(latest.items()) if r["skipped"]
+    ]

@@ -28,6 +28,12 @@ Rules (E error, W warning); a finding names its rule, revision, line and what is
   COLUMN without IF NOT EXISTS): a re-run after a half-applied revision fails.
   A CREATE right after ``DROP ... IF EXISTS`` of the same name is re-runnable.
 * ``drop-if-exists`` (W): DROP (or DROP COLUMN) without IF EXISTS, for the same reason.
+* ``rerun-data`` (E): a statement that moves rows repeats its effect when the
+  revision is resumed after a later statement failed: an INSERT (... SELECT or
+  VALUES) into a table the step neither empties first (DROP / TRUNCATE) nor
+  reads in the INSERT (a guard such as ``copy_rows_once``'s emptiness check),
+  or an ALTER ... UPDATE whose new value depends on the old one (or is
+  random, or the time) with no WHERE on that column to skip updated rows.
 * ``grant-unknown-object`` (E): GRANT / REVOKE on an object or database that does
   not exist at that statement.
 * ``mv-current-time`` (W): a materialized view's query uses the current time:
@@ -80,6 +86,7 @@ RULES: dict[str, str] = {
     "loss-declaration": WARNING,
     "create-if-not-exists": WARNING,
     "drop-if-exists": WARNING,
+    "rerun-data": ERROR,
     "grant-unknown-object": ERROR,
     "mv-current-time": WARNING,
     "mv-replacing-aggregate": WARNING,
@@ -389,7 +396,7 @@ class _Functions:
 
 def _explain_ast(conn, sql: str) -> list[tuple[int, str]]:
     """EXPLAIN AST as (depth, label) lines; the parse only, nothing is resolved."""
-    rows = conn.exec_driver_sql("EXPLAIN AST " + sql.replace("%", "%%")).all()
+    rows = conn.exec_driver_sql("EXPLAIN AST " + sql).all()
     return [(len(line) - len(line.lstrip(" ")), line.strip()) for (line,) in rows]
 
 
@@ -610,6 +617,7 @@ class _Lint:
             for direction in (UPGRADE, DOWNGRADE):
                 stmts = rev.statements.get(direction, [])
                 self._check_rerun(rev, direction, stmts)
+                self._check_rerun_data(rev, direction, stmts)
                 for st in stmts:
                     self._check_keys(rev, direction, st)
                     created = st.creates(self.url_db)
@@ -654,6 +662,63 @@ class _Lint:
                         column = f"{table}.{_unquote(col)}"
                         self.report(rule, rev, f"{direction}: {verb} COLUMN {column} without {guard} "
                                     "fails when the revision is re-run", self._needles(column), direction)
+
+    def _check_rerun_data(self, rev: _Revision, direction: str, stmts: list[_Statement]) -> None:
+        """Row-moving statements a resume would repeat (rows copied twice, values changed twice)."""
+        emptied: set[str] = set()  # dropped or truncated earlier in the step: a re-run empties it again
+        for st in stmts:
+            if not st.norm:
+                continue
+            if (m := st.match(_DROP)) and m.group("kind") == "TABLE":
+                emptied.add(_full_name(m.group("name"), self.url_db))
+            elif m := st.match(_TRUNCATE):
+                emptied.add(_full_name(m.group("name"), self.url_db))
+            elif m := st.match(_INSERT):
+                target = _full_name(m.group("name"), self.url_db)
+                sources = {_full_name(t, self.url_db) for t in _FROM.findall(st.norm[m.end():])}
+                if target in emptied or target in sources:
+                    continue
+                shape = "SELECT" if sources else "VALUES"
+                self.report("rerun-data", rev,
+                            f"{direction}: INSERT INTO {target} ... {shape} runs again when the revision is "
+                            "resumed after a later statement fails, and its rows are then there twice: use "
+                            f"copy_rows_once(), or guard it (read {target} in the INSERT so it skips what "
+                            "a first run wrote)",
+                            [f"INSERT INTO {target}", *self._needles(target)], direction)
+            elif (m := st.match(_ALTER)) and "(UPDATE " in st.norm:
+                table = _full_name(m.group("name"), self.url_db)
+                for column, why in self._repeated_updates(st):
+                    self.report("rerun-data", rev,
+                                f"{direction}: ALTER TABLE {table} UPDATE {column} = ... {why}, so a resume "
+                                f"after a later statement fails changes {column} again: add a WHERE on {column} "
+                                "that skips rows already updated",
+                                [f"UPDATE {column}", *self._needles(table)], direction)
+
+    def _repeated_updates(self, st: _Statement) -> list[tuple[str, str]]:
+        """Assignments of an ALTER ... UPDATE that a second run would change again: (column, why)."""
+        out = []
+        for command in _subtrees(_explain_ast(self.conn, st.norm), ("AlterCommand UPDATE",)):
+            depth = command[0][0]
+            children = [sub for sub in _subtrees(command[1:], ("",)) if sub[0][0] == depth + 1]
+            assignments = _subtrees(command, ("Assignment ",))
+            predicate = next((c for c in children
+                              if not any(label.startswith("Assignment ") for _, label in c)), [])
+            guarded = {label.split(" ", 1)[1].split(".")[-1] for _, label in predicate
+                       if label.startswith("Identifier ")}
+            assigned = {a[0][1].split(" ")[1] for a in assignments}
+            for assignment in assignments:
+                column = assignment[0][1].split(" ")[1]
+                reads = {label.split(" ", 1)[1].split(".")[-1] for _, label in assignment[1:]
+                         if label.startswith("Identifier ")}
+                random = [f for f in _function_names(assignment)
+                          if self.functions.is_nondeterministic(f) or self.functions.is_current_time(f)]
+                if column in guarded:
+                    continue
+                if reads & assigned:
+                    out.append((column, f"reads {', '.join(sorted(reads & assigned))}, which it changes"))
+                elif random:
+                    out.append((column, f"calls {random[0]}(), which gives another value each run"))
+        return out
 
     def _check_keys(self, rev: _Revision, direction: str, st: _Statement) -> None:
         if not st.norm:
@@ -975,7 +1040,7 @@ class _Lint:
                 sql = f"SELECT * FROM {_quoted(name)} LIMIT 0" if obj.kind == VIEW else \
                     f"SELECT * FROM ({query}) LIMIT 0"
                 try:
-                    self.conn.exec_driver_sql(sql.replace("%", "%%")).all()
+                    self.conn.exec_driver_sql(sql).all()
                 except Exception as exc:
                     culprit = next((c for c in culprits if _mentions(query, c)), culprits[0])
                     self.report("view-reference", rev,

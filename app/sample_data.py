@@ -101,9 +101,7 @@ def _qt(table: str) -> str:
 
 
 def _exec(conn, sql: str):
-    # Our DB-API applies pyformat to every statement, so a literal % (in JSON
-    # payloads or names) must be doubled even without parameters.
-    return conn.exec_driver_sql(sql.replace("%", "%%"))
+    return conn.exec_driver_sql(sql)
 
 
 def base_tables(conn) -> dict[str, Table]:

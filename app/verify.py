@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable
 
 from app.ledger import LEDGER_TABLE, VERSION_VIEW
-from app.schema import TABLE, VIEW, DbObject, Schema
+from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, DbObject, Schema
 
 # The migration ledger lives beside the warehouse but is not part of it.
 IGNORED_NAMES = (LEDGER_TABLE, VERSION_VIEW)
@@ -31,6 +31,13 @@ _OBJECT_FIELDS = (
 
 
 NOT_FATAL = ("column_order", "unmanaged_object")
+
+# Where an object of each kind is declared in app/canonical.py, and how.
+_CANONICAL_ENTRY = {
+    TABLE: ("TABLES", "a line with the name and engine clause, then one line per column"),
+    VIEW: ("VIEWS", "name: output columns"),
+    MATERIALIZED_VIEW: ("MATERIALIZED_VIEWS", "name and engine clause: output columns"),
+}
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,11 @@ class Finding:
         if self.kind == "missing_object":
             return f"missing {self.expected.replace('_', ' ')} {self.object}"
         if self.kind == "unmanaged_object":
-            return f"unmanaged {self.actual.replace('_', ' ')} {self.object} (not in the canonical schema; left untouched)"
+            # Often a table a new revision creates: canonical.py is the
+            # schema at head, edited by hand alongside the revision.
+            where, how = _CANONICAL_ENTRY.get(self.actual, ("TABLES", ""))
+            return (f"{self.actual.replace('_', ' ')} {self.object} is not in app/canonical.py; if a revision "
+                    f"creates it, add it to {where} there ({how}), else it is left untouched")
         if self.kind == "kind":
             return f"{self.object} is a {a.replace('_', ' ')}, expected a {e.replace('_', ' ')}"
         if self.kind == "missing_column":
@@ -165,8 +176,10 @@ def assert_schema(conn, expected: Schema, *, definer: str | None = None) -> None
     databases = sorted({name.split(".", 1)[0] for name in expected})
     live = snapshot_schema(conn, databases)
     findings = [f for f in compare_schema(live, expected) if f.fatal]
-    for name, obj in expected.items():
-        if obj.kind != TABLE and name in live:
+    views = [name for name, obj in expected.items() if obj.kind != TABLE and name in live]
+    if views and not _all_selectable(conn, views):
+        # One of them is not: ask each, to name it and say why.
+        for name in views:
             try:
                 conn.exec_driver_sql(f"SELECT * FROM {name} LIMIT 0")
             except Exception as exc:
@@ -176,6 +189,18 @@ def assert_schema(conn, expected: Schema, *, definer: str | None = None) -> None
         findings += definer_findings(conn, [n for n, o in expected.items() if o.kind != TABLE], definer)
     if findings:
         raise SchemaMismatch(findings)
+
+
+def _all_selectable(conn, views: list[str]) -> bool:
+    """Whether every view answers a SELECT, asked in one statement (a view's
+    query is analysed whole when it is read, as ``SELECT * FROM v LIMIT 0``
+    would; ``tuple(*)`` names every output column, so none is pruned)."""
+    try:
+        conn.exec_driver_sql(" UNION ALL ".join(
+            f"SELECT '{name}' AS view, toTypeName(tuple(*)) AS columns FROM {name} LIMIT 0" for name in views))
+    except Exception:
+        return False
+    return True
 
 
 def definer_findings(conn, views: Iterable[str], definer: str) -> list[Finding]:

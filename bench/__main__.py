@@ -29,9 +29,10 @@ BENCHMARKS = {
     "cli_start": ("bench.cli_start", "CLI wall time as a subprocess"),
     "drill": ("bench.drill", "rollback drill of the whole chain (bench/drill.py)"),
     "rebuild": ("bench.rebuild", "revision 0008's rebuild with 1M rows vs a plain copy"),
+    "peer": ("bench.peer", "deploy, no-op deploy and status vs clickhouse-migrations on a 24.8 server"),
 }
 ALIASES = {"verify": "verify_scale", "status": "verify_scale", "synthetic": "synthetic_chain",
-           "cli": "cli_start"}
+           "cli": "cli_start", "clickhouse-migrations": "peer"}
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
 

@@ -76,13 +76,17 @@ def env(**values: str | None) -> Iterator[None]:
 # --- what was sent to the database ------------------------------------------------
 
 LEDGER_NAMES = ("zakaz_schema_ledger", "alembic_version")
-VIEW_CHECK = re.compile(r"^SELECT \* FROM \S+ LIMIT 0$")
+LOCK_NAME = "zakaz_schema_lock"
+# One view per statement, or all of them in one UNION ALL (app.verify.assert_schema).
+VIEW_CHECK = re.compile(r"^SELECT (\* FROM \S+ LIMIT 0$|'[^']+' AS view, toTypeName\(tuple\(\*\)\))")
 
 
 def kind_of(statement: str) -> str:
     """A coarse label for where a statement's time belongs."""
     s = " ".join(statement.split())
     head = s[:40].upper()
+    if LOCK_NAME in s and "system." not in s:
+        return "deploy lock"
     if any(n in s for n in LEDGER_NAMES) and not head.startswith("SELECT COUNT() FROM SYSTEM"):
         if head.startswith("INSERT"):
             return "ledger writes"
@@ -94,7 +98,7 @@ def kind_of(statement: str) -> str:
     if head.startswith("SELECT FORMATQUERY"):
         return "access statements checked (formatQuery)"
     if VIEW_CHECK.match(s):
-        return "view SELECT checks (0011)"
+        return "view SELECT checks (0011, 0013)"
     return "migration statements"
 
 

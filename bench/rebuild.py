@@ -28,8 +28,8 @@ def fill(url: str, rows: int) -> None:
     with connect(url) as conn:
         conn.exec_driver_sql(
             f"INSERT INTO {TABLE} (event_id, city, tickets_total, tickets_left, _ver, hash_low_card) "
-            "SELECT concat('ev-', toString(number %% 50000)), concat('city-', toString(number %% 97)), "
-            "toUInt32(number %% 1000), toUInt32(number %% 700), number, toString(number %% 64) "
+            "SELECT concat('ev-', toString(number % 50000)), concat('city-', toString(number % 97)), "
+            "toUInt32(number % 1000), toUInt32(number % 700), number, toString(number % 64) "
             f"FROM numbers({int(rows)})"
         )
 

@@ -32,9 +32,10 @@ depends_on = ${repr(depends_on)}
 DOWNGRADE_LOSES: list[str] = []
 
 
+## `alembic merge heads` joins heads (down_revision is a tuple): nothing to run.
 def upgrade() -> None:
-    ${upgrades if upgrades else "raise NotImplementedError('write the upgrade')"}
+    ${upgrades if upgrades else ("pass  # a merge of heads" if isinstance(down_revision, tuple) else "raise NotImplementedError('write the upgrade')")}
 
 
 def downgrade() -> None:
-    ${downgrades if downgrades else "raise NotImplementedError('write the downgrade')"}
+    ${downgrades if downgrades else ("pass  # a merge of heads" if isinstance(down_revision, tuple) else "raise NotImplementedError('write the downgrade')")}

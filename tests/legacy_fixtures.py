@@ -343,7 +343,7 @@ INTEGRATIONS = [
 def run_sql(url: str, statements: list[str]) -> None:
     with connect(url) as conn:
         for sql in statements:
-            conn.exec_driver_sql(sql.replace("%", "%%"))
+            conn.exec_driver_sql(sql)
 
 
 def build_legacy(url: str, *, run_id_uuid: bool = False, fixes: tuple[str, ...] = (),

@@ -201,7 +201,7 @@ def test_partially_hand_fixed_state_0005_0007_and_0008_column_without_0006(db_ur
     assert [f.kind for f in result.findings if f.object == "zakaz.stg_qtickets_api_orders_raw"] == ["column_order"]
     with connect(db_url) as conn:
         assert not conn.exec_driver_sql(
-            "SELECT count() FROM system.tables WHERE name LIKE '%%__adopt'").scalar()
+            "SELECT count() FROM system.tables WHERE name LIKE '%__adopt'").scalar()
 
 
 def test_integration_tables_are_left_untouched(db_url, cache):
@@ -219,6 +219,53 @@ def test_integration_tables_are_left_untouched(db_url, cache):
         assert after["schema"][name] == before["schema"][name]
     for name in UNMANAGED_TABLES:
         assert after["fingerprints"][name] == before["fingerprints"][name]
+
+
+def test_downgrade_never_drops_the_integration_tables_without_the_flag(db_url, cache):
+    """Issue 15.1: 0001's downgrade drops whole databases, and with them tables no revision manages.
+
+    adopt leaves the integration tables untouched; a downgrade to base must
+    refuse (exit 2, one line naming them and their rows, nothing changed),
+    an unmanaged empty table and a view included, unless --allow-data-loss.
+    Plain alembic runs the same guard.
+    """
+    import subprocess
+    import sys
+
+    from app.config import PROJECT_ROOT
+
+    before = legacy(db_url, run_id_uuid=True, fixes=("0005", "0009-half"), integrations=True)
+    adopted(db_url, cache, before)
+    run_sql(db_url, ["CREATE TABLE meta.integration_cursor (source String) ENGINE = MergeTree ORDER BY source"])
+    runner = CliRunner()
+    # The chain's own tables hold rows too: dropping those is what the flag is for.
+    done = runner.invoke(main, ["downgrade", "0001", "--allow-data-loss", "--url", db_url])
+    assert done.exit_code == 0, done.output
+    state = _state(db_url)
+    with connect(db_url) as conn:
+        ledger_rows = len(ledger.read_rows(conn, "default"))
+
+    refused = runner.invoke(main, ["downgrade", "base", "--url", db_url])
+    assert refused.exit_code == 2, refused.output
+    [error] = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    for obj in ("zakaz.stg_amocrm_deals (20 rows)", "meta.integration_sync_log (20 rows)",
+                "meta.integration_cursor (empty table)", "bi.v_amocrm_pipeline (view)"):
+        assert obj in error, error
+    assert "no revision created" in error and "--allow-data-loss" in error and "nothing was changed" in error
+    plain = subprocess.run([sys.executable, "-m", "alembic", "-x", f"url={db_url}", "downgrade", "base"],
+                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert plain.returncode != 0 and "zakaz.stg_amocrm_deals (20 rows)" in plain.stderr, plain.stderr
+    assert "Traceback" not in plain.stderr
+    assert _state(db_url) == state
+    with connect(db_url) as conn:
+        assert len(ledger.read_rows(conn, "default")) == ledger_rows
+    assert commands.status(db_url).heads == ["0001"]
+
+    done = runner.invoke(main, ["downgrade", "base", "--allow-data-loss", "--url", db_url])
+    assert done.exit_code == 0, done.output
+    with connect(db_url) as conn:
+        assert not conn.exec_driver_sql(
+            "SELECT count() FROM system.databases WHERE name IN ('zakaz', 'meta', 'bi')").scalar()
 
 
 def test_unmanaged_column_needs_allow_data_loss_and_lists_rows(db_url, cache):

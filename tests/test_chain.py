@@ -178,3 +178,130 @@ def test_new_default_columns_are_stored_for_existing_rows(db_url, query):
         "AND ((table = 'fact_qtickets_sales' AND column = '_loaded_at') OR (table = 'meta_job_runs' AND column = 'run_id'))"
     )
     assert ("fact_qtickets_sales", "_loaded_at") in parts
+
+
+# --- rows written while a table is rebuilt (issue 15.8) -------------------------------
+
+INVENTORY = "zakaz.stg_qtickets_sheets_inventory"
+INVENTORY_COLUMNS = "event_id, city, tickets_total, tickets_left, _ver, hash_low_card"
+COPIED = [(f"evt-{i}", "msk", 10, i, 1, "h") for i in range(5)]
+
+
+def _insert(run, table, rows):
+    """One INSERT: one part."""
+    values = ", ".join(f"('{e}', '{c}', {t}, {left}, {v}, '{h}')" for e, c, t, left, v, h in rows)
+    run(f"INSERT INTO {table} ({INVENTORY_COLUMNS}) VALUES {values}")
+
+
+def _inventory(query, table=INVENTORY):
+    return sorted(query(f"SELECT {INVENTORY_COLUMNS} FROM {table}"))
+
+
+def _rebuild_tables(query):
+    return [r[0] for r in query("SELECT name FROM system.tables WHERE database = 'zakaz' "
+                                "AND startsWith(name, 'stg_qtickets_sheets_inventory__') ORDER BY name")]
+
+
+@pytest.fixture
+def inventory_at_0007(db_url, query):
+    commands.upgrade(db_url, "0007")
+    _insert(query, INVENTORY, COPIED[:3])
+    _insert(query, INVENTORY, COPIED[3:])
+
+
+def _on_this_connection(sql):
+    from alembic import op
+
+    op.get_bind().exec_driver_sql(sql)
+
+
+def test_rebuild_moves_rows_written_between_the_copy_and_the_swap(db_url, query, inventory_at_0007, monkeypatch):
+    """The copy is counted, then swapped in; rows inserted into the original in between used to be
+    dropped with it.  They are the rows in parts the copy did not read: a newer version of a copied
+    key (a ReplacingMergeTree merge could collapse it, so a count difference would not find it)
+    and a new key."""
+    from app import operations
+
+    late = [[("evt-1", "msk", 10, 0, 2, "h")], [("evt-9", "spb", 3, 3, 1, "h")]]
+    real = operations.exchange_tables
+
+    def exchange_while_etl_writes(a, b):
+        for rows in late:
+            _insert(_on_this_connection, INVENTORY, rows)
+        real(a, b)
+
+    monkeypatch.setattr(operations, "exchange_tables", exchange_while_etl_writes)
+    commands.upgrade(db_url, "0008")
+    assert _inventory(query) == sorted(COPIED + late[0] + late[1])
+    assert _rebuild_tables(query) == []
+    assert query(f"SELECT partition_key FROM system.tables WHERE database = 'zakaz' "
+                 "AND name = 'stg_qtickets_sheets_inventory'") == [("toYYYYMM(_loaded_at)",)]
+    assert commands.status(db_url).heads == ["0008"]
+
+
+@pytest.mark.parametrize("listing, refusal", [
+    ("_parts", "copied 0 of 5 rows"),               # the listing the copy reads by
+    ("_active_parts", "was merged after it was copied"),  # the check right before the swap
+], ids=["during-the-copy", "before-the-swap"])
+def test_rebuild_refuses_before_the_swap_when_a_merge_mixes_new_rows_in(
+        listing, refusal, db_url, query, inventory_at_0007, monkeypatch):
+    """A merge of copied parts with new ones leaves no way to tell the new rows apart: nothing is
+    swapped, and the refusal says what to do (writes go on: running it again would meet the same)."""
+    from app import operations
+    from app.runtime import StepFailed
+
+    late = [("evt-9", "spb", 3, 3, 1, "h")]
+    real = getattr(operations, listing)
+
+    def write_and_merge():
+        _insert(_on_this_connection, INVENTORY, late)
+        _on_this_connection(f"OPTIMIZE TABLE {INVENTORY} FINAL")
+
+    def listed_then_merged(name):
+        if listing == "_active_parts":
+            write_and_merge()
+            return real(name)
+        found = real(name)
+        write_and_merge()
+        return found
+
+    monkeypatch.setattr(operations, listing, listed_then_merged)
+    with pytest.raises(StepFailed) as info:
+        commands.upgrade(db_url, "0008")
+    message = str(info.value)
+    assert refusal in message and "the original is untouched" in message
+    assert f"pause writes into {INVENTORY} (ETL loads) and run it again" in message
+    assert commands.status(db_url).heads == ["0007"]
+    assert _inventory(query) == sorted(COPIED + late)
+    assert query(f"SELECT count() FROM system.columns WHERE database = 'zakaz' "
+                 "AND table = 'stg_qtickets_sheets_inventory' AND name = '_loaded_at'") == [(0,)]
+    monkeypatch.undo()
+    commands.upgrade(db_url, "0008", resume=True)
+    assert _inventory(query) == sorted(COPIED + late)
+    assert _rebuild_tables(query) == []
+
+
+def test_rebuild_keeps_the_old_table_when_rows_written_during_the_swap_cannot_be_told_apart(
+        db_url, query, inventory_at_0007, monkeypatch):
+    """A merge in the swapped-out table after the swap: it is kept (renamed), never dropped."""
+    from app import operations
+    from app.runtime import StepFailed
+
+    late = [("evt-9", "spb", 3, 3, 1, "h")]
+    real = operations.exchange_tables
+
+    def swap_then_a_late_insert_and_a_merge(a, b):
+        real(a, b)
+        _insert(_on_this_connection, b, late)  # an INSERT that started before the swap
+        _on_this_connection(f"OPTIMIZE TABLE {b} FINAL")
+
+    monkeypatch.setattr(operations, "exchange_tables", swap_then_a_late_insert_and_a_merge)
+    kept = f"{INVENTORY}__before_rebuild"
+    with pytest.raises(StepFailed, match=f"kept as {kept}, holding 1 row"):
+        commands.upgrade(db_url, "0008")
+    assert _inventory(query) == sorted(COPIED)
+    assert _inventory(query, kept) == sorted(COPIED + late)
+    monkeypatch.undo()
+    commands.upgrade(db_url, "0008", resume=True)
+    assert commands.status(db_url).heads == ["0008"]
+    assert _rebuild_tables(query) == ["stg_qtickets_sheets_inventory__before_rebuild"]

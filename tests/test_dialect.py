@@ -35,6 +35,18 @@ def test_parameters_and_result_types(db_url):
         assert [d[1] for d in cursor.description] == ["LowCardinality(String)", "FixedString(3)"]
 
 
+def test_percent_is_interpolated_only_with_parameters(db_url):
+    probe = "SELECT 'x%y' LIKE 'x%', formatDateTime(toDate('2026-11-05'), '%Y-%m')"
+    with connect(db_url) as conn:
+        assert conn.exec_driver_sql(probe).one() == (1, "2026-11")
+        assert conn.exec_driver_sql(probe, {}).one() == (1, "2026-11")
+        assert conn.execute(sa.text(probe)).one() == (1, "2026-11")  # compiled: the compiler doubles %
+        assert conn.exec_driver_sql("SELECT %(p)s, 'x%%' LIKE 'x%%'", {"p": "50%"}).one() == ("50%", 1)
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.execute("SELECT '%s%%'")
+        assert cursor.fetchone() == ("%s%%",)
+
+
 def test_errors_carry_clickhouse_code(db_url):
     with connect(db_url) as conn:
         with pytest.raises(sa.exc.ProgrammingError) as info:

@@ -16,7 +16,7 @@ from app import commands, ledger
 from app.cli import main
 from app.engine import connect
 from app.runtime import StepFailed
-from app.sample_data import fingerprints, load_sample
+from app.sample_data import base_tables, fingerprints, load_sample
 from app.schema import snapshot_schema
 
 CHAIN = [f"{i:04d}" for i in range(1, 12)]
@@ -35,6 +35,26 @@ def _snapshot(url):
 def _fingerprints(url):
     with connect(url) as conn:
         return fingerprints(conn)
+
+
+def _stored_columns(url) -> dict[str, list[str]]:
+    with connect(url) as conn:
+        return {name: [c for c, _, kind in t.columns if kind != "ALIAS"] for name, t in base_tables(conn).items()}
+
+
+def _content(url, kept: dict[str, list[str]]) -> dict[str, tuple[int, str]]:
+    """Row count and checksum of every table, over the columns a resume must reproduce exactly.
+
+    Those are all stored columns but the ones the step adds with a DEFAULT
+    (``now()``, ``generateUUIDv4()``: another value in every run); ``kept``
+    has each table's columns before the step.
+    """
+    with connect(url) as conn:
+        columns = {
+            name: [c for c, _, kind in t.columns if kind != "ALIAS" and (c in kept.get(name, ()) or not kind)]
+            for name, t in base_tables(conn).items()
+        }
+        return fingerprints(conn, columns)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +85,12 @@ def test_kth_statement_failure_is_recorded_and_resume_converges(revision, clean_
         commands.upgrade(db_url, previous)
         with connect(db_url) as conn:
             load_sample(conn, rows_per_table=20, seed=7)
-    before = _fingerprints(db_url)
+    kept = _stored_columns(db_url)
+    # What a clean run makes of the same rows; a resumed one must leave the
+    # same content (a count alone misses rows copied twice).
+    commands.upgrade(db_url, revision)
+    expected = _content(db_url, kept)
+    commands.downgrade(db_url, previous or "base", allow_data_loss=True)
     for k in _injection_points(counts[revision]):
         with pytest.raises(StepFailed) as info:
             commands.upgrade(db_url, revision, fail_at=(revision, k))
@@ -80,11 +105,60 @@ def test_kth_statement_failure_is_recorded_and_resume_converges(revision, clean_
         commands.upgrade(db_url, revision, resume=True)
         assert commands.status(db_url).problem is None
         assert _snapshot(db_url) == snaps[revision], f"{revision} resumed after statement {k} differs"
-        after = _fingerprints(db_url)
-        for table, (rows, _) in before.items():
-            if table in after and table != "zakaz.mv_qtickets_sales_latest":
-                assert after[table][0] >= rows, f"{table} lost rows resuming {revision} at {k}"
+        assert _content(db_url, kept) == expected, f"{revision} resumed after statement {k}: content differs"
         commands.downgrade(db_url, previous or "base", allow_data_loss=True)
+
+
+BACKFILL = '''
+    """Backfill zakaz.events_copy from zakaz.dim_events (for the resume test).
+
+    Downgrade drops the copy.
+    """
+    from app.operations import copy_rows_once, create_table, drop_table, run
+    revision = "0014"
+    down_revision = "0013"
+    branch_labels = None
+    depends_on = None
+    DOWNGRADE_LOSES = ["zakaz.events_copy"]
+    def upgrade():
+        create_table("zakaz.events_copy", "event_id String\\nevent_name String", engine="MergeTree", order_by="event_id")
+        {copy}
+        run("SELECT 1")
+    def downgrade():
+        drop_table("zakaz.events_copy")
+'''
+
+
+@pytest.mark.parametrize("copy, repeated", [
+    ('copy_rows_once("zakaz.events_copy", "event_id, event_name", "SELECT event_id, event_name FROM zakaz.dim_events")',
+     False),
+    ('run("INSERT INTO zakaz.events_copy (event_id, event_name) SELECT event_id, event_name FROM zakaz.dim_events")',
+     True),
+], ids=["copy_rows_once", "bare-run"])
+def test_resume_after_a_backfill_compares_content(copy, repeated, db_url, versions_copy, monkeypatch):
+    """Issue 15.5: a bare INSERT ... SELECT before a failing statement runs twice on --resume.
+
+    ``count >= before`` passed that (10 rows -> 20); the content checksum does
+    not.  copy_rows_once resumes to what a clean run gives, and lint's
+    rerun-data rule (tests/test_lint.py) flags the bare one.
+    """
+    (versions_copy / "versions" / "0014_backfill.py").write_text(textwrap.dedent(BACKFILL.format(copy=copy)))
+    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
+    commands.upgrade(db_url, "0013")
+    with connect(db_url) as conn:
+        load_sample(conn, rows_per_table=10, seed=7)
+    commands.upgrade(db_url, "0014")
+    clean = _fingerprints(db_url)["zakaz.events_copy"]
+    assert clean[0] == 10
+    commands.downgrade(db_url, "0013", allow_data_loss=True)
+    with pytest.raises(StepFailed):
+        commands.upgrade(db_url, "0014", fail_at=("0014", 3))
+    commands.upgrade(db_url, "0014", resume=True)
+    resumed = _fingerprints(db_url)["zakaz.events_copy"]
+    if repeated:
+        assert resumed[0] == 20 and resumed != clean
+    else:
+        assert resumed == clean
 
 
 def test_a_killed_process_leaves_an_interrupted_step_and_resume_converges(db_url, versions_copy, monkeypatch):
@@ -132,6 +206,74 @@ def test_a_killed_process_leaves_an_interrupted_step_and_resume_converges(db_url
     assert resumed.exit_code == 0, resumed.output
     st = commands.status(db_url)
     assert st.heads == ["0014"] and st.problem is None
+
+
+def test_rows_written_during_a_downgrade_stop_it_before_the_step_that_drops_them(db_url):
+    """Checked for the whole run first, and again before each step: an ETL write may land in between."""
+    from app.runtime import MigrationBlocked
+
+    commands.upgrade(db_url, "0005")
+    with connect(db_url) as conn:
+        def etl_writes(event):
+            if event["revision"] == "0005":
+                conn.exec_driver_sql("INSERT INTO zakaz.fact_qtickets_sales_daily "
+                                     "(sales_date, event_id, city, tickets_sold, revenue, _ver) "
+                                     "VALUES ('2026-01-01', 'e', 'c', 1, 1, 1)")
+
+        with pytest.raises(MigrationBlocked, match=r"downgrade would drop data: zakaz.fact_qtickets_sales_daily "
+                                                   r"\(1 rows\); nothing of 0004 ran, the database is at 0004"):
+            commands.downgrade(db_url, "0003", connection=conn, reporter=etl_writes)
+        assert conn.exec_driver_sql("SELECT count() FROM zakaz.fact_qtickets_sales_daily").scalar() == 1
+    st = commands.status(db_url)
+    assert st.heads == ["0004"] and st.problem is None
+
+
+DROPS = '''
+    """{what} (for the data-loss guard tests).
+
+    Nothing to undo.
+    """
+    from app.operations import create_table, drop_table, run
+    revision = "0014"
+    down_revision = "0013"
+    branch_labels = None
+    depends_on = None
+    UPGRADE_LOSES = {upgrade_loses}
+    DOWNGRADE_LOSES = ["meta.scratch_import"]
+    def upgrade():
+        {upgrade}
+    def downgrade():
+        run("INSERT INTO meta.scratch_import (a) VALUES (1)")  # an ETL write during the step
+        drop_table("meta.scratch_import")
+'''
+
+
+def test_a_drop_checks_for_rows_right_before_its_statement(db_url, versions_copy, monkeypatch, query):
+    (versions_copy / "versions" / "0014_drops.py").write_text(textwrap.dedent(DROPS.format(
+        what="Create meta.scratch_import", upgrade_loses=[],
+        upgrade='create_table("meta.scratch_import", "a UInt8", engine="MergeTree", order_by="a")')))
+    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
+    commands.upgrade(db_url, "head")
+    result = CliRunner().invoke(main, ["downgrade", "-1", "--url", db_url])
+    assert result.exit_code == 1, result.output
+    [error] = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "refusing to drop meta.scratch_import (1 rows)" in error and "--allow-data-loss" in error
+    assert query("SELECT count() FROM meta.scratch_import") == [(1,)]
+
+
+def test_an_upgrade_that_drops_rows_needs_the_flag(db_url, versions_copy, monkeypatch, query):
+    (versions_copy / "versions" / "0014_drops.py").write_text(textwrap.dedent(DROPS.format(
+        what="Drop meta.scratch_import", upgrade_loses=["meta.scratch_import"],
+        upgrade='drop_table("meta.scratch_import")')))
+    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
+    commands.upgrade(db_url, "0013")
+    query("CREATE TABLE meta.scratch_import (a UInt8) ENGINE = MergeTree ORDER BY a")
+    query("INSERT INTO meta.scratch_import VALUES (1), (2)")
+    _bad(["upgrade", "--url", db_url], expect="upgrade would drop data: meta.scratch_import (2 rows)")
+    assert commands.status(db_url).heads == ["0013"]
+    done = CliRunner().invoke(main, ["upgrade", "--allow-data-loss", "--url", db_url])
+    assert done.exit_code == 0, done.output
+    assert query("SELECT count() FROM system.tables WHERE database = 'meta' AND name = 'scratch_import'") == [(0,)]
 
 
 def test_repair_mark_applied_and_reverted(db_url, query):
@@ -247,7 +389,7 @@ def test_ambiguous_revision_prefix(db_url):
 
 def test_downgrade_below_base(db_url):
     commands.upgrade(db_url, "0001")
-    _bad(["downgrade", "-2", "--url", db_url], expect="Relative revision -2 didn't produce 2 migrations")
+    _bad(["downgrade", "-2", "--url", db_url], expect="fewer than 2 revisions are applied")
 
 
 def test_revision_file_with_syntax_error(db_url, versions_copy):

@@ -447,6 +447,47 @@ def test_drop_if_exists(short_chain):
     assert f.message.startswith("downgrade:") and report.ok
 
 
+@pytest.mark.parametrize("statement, flagged", [
+    ('run("INSERT INTO zakaz.t (x) SELECT toUInt8(number) FROM numbers(10)")', True),
+    ('run("INSERT INTO zakaz.t (x) VALUES (1), (2)")', True),
+    ('run("ALTER TABLE zakaz.t UPDATE x = x + 1 WHERE 1 SETTINGS mutations_sync = 2")', True),
+    ('run("ALTER TABLE zakaz.t UPDATE y = toString(rand()) WHERE x > 0 SETTINGS mutations_sync = 2")', True),
+    ('copy_rows_once("zakaz.t", "x", "SELECT toUInt8(number) FROM numbers(10)")', False),
+    ('run("INSERT INTO zakaz.t (x) SELECT toUInt8(number) FROM numbers(10) '
+     'WHERE (SELECT count() FROM zakaz.t) = 0")', False),
+    ('run("ALTER TABLE zakaz.t UPDATE y = toString(x) WHERE 1 SETTINGS mutations_sync = 2")', False),
+    ('run("ALTER TABLE zakaz.t UPDATE x = x + 1 WHERE x < 100 SETTINGS mutations_sync = 2")', False),
+    ('run("ALTER TABLE zakaz.t DELETE WHERE x > 5 SETTINGS mutations_sync = 2")', False),
+], ids=["insert-select", "insert-values", "update-reads-itself", "update-random", "copy_rows_once",
+        "guarded-insert", "update-idempotent", "update-guarded", "delete"])
+def test_rerun_data(short_chain, statement, flagged):
+    """Issue 15.5: a resume re-runs a bare INSERT ... SELECT (10 rows -> 20), and lint passed it."""
+    path = write_revision(short_chain, "0003", f"""
+        from app.operations import copy_rows_once
+        DOWNGRADE_LOSES = ["zakaz.t"]
+        UPGRADE_LOSES = ["zakaz.t"]
+
+        def upgrade():
+            create_table("zakaz.t", "x UInt8\\ny String DEFAULT ''", engine="MergeTree", order_by="x")
+            {statement}
+
+        def downgrade():
+            drop_table("zakaz.t")
+    """)
+    report = lint_bad(short_chain)
+    if not flagged:
+        assert "rerun-data" not in rules_of(report), [str(f) for f in report.findings]
+        return
+    f = finding(report, "rerun-data")
+    assert f.severity == "error" and not report.ok
+    assert f.line == line_of(path, statement[:30])
+    assert f.message.startswith("upgrade: ") and "zakaz.t" in f.message
+    if "INSERT" in statement:
+        assert "copy_rows_once()" in f.message
+    else:
+        assert "WHERE on" in f.message
+
+
 @pytest.mark.parametrize("upgrade", [
     'access("GRANT SELECT ON zakaz.no_such_view TO zakaz_reader")',
     # Granted before the CREATE that makes it (fails on a server, runs nowhere on chDB).

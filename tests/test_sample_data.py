@@ -54,7 +54,7 @@ def tables_with(conn, *columns: str) -> list[str]:
         SELECT database || '.' || table FROM system.columns
         WHERE database IN ('zakaz', 'meta', 'bi') AND name IN ({names})
           AND (database, table) IN (SELECT database, name FROM system.tables
-                                    WHERE engine LIKE '%%MergeTree' AND NOT startsWith(name, '.inner'))
+                                    WHERE engine LIKE '%MergeTree' AND NOT startsWith(name, '.inner'))
         GROUP BY database, table HAVING count() = {len(columns)} ORDER BY 1
     """)]
 
