@@ -117,7 +117,7 @@ def version_of(script, heads) -> tuple[set[str], str | None]:
                 if rev.revision != head:
                     applied_below[rev.revision] = head
     applied = set(applied_below) | (set(heads) - set(unknown))
-    fix = ("record the version the database really has with `zakaz-schema stamp REV --purge` "
+    fix = ("record the version the database really has with `zakaz-schema stamp REV --purge --yes` "
            "(alembic: `alembic stamp --purge REV`)")
     if unknown:
         return applied, (f"the database is at {', '.join(unknown)}, which this checkout has no revision file for "
