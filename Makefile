@@ -9,7 +9,7 @@ SERVER_VENV ?= .venv-server
 SERVER_STAMP := $(SERVER_VENV)/.installed
 ZOOKEEPER_JAR := /usr/share/java/zookeeper.jar
 
-.PHONY: setup setup-servers migrate test test-server bench clean
+.PHONY: setup setup-servers migrate test test-fast test-server bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ migrate: setup
 # compose's where a Docker engine runs, else local processes (setup-servers).
 test: setup setup-servers
 	$(PY) -m pytest
+
+# Pure and unit tests only (marker `fast`: no chain replayed, no server), in
+# seconds.  A test is in this tier only if marked `fast`, so an unmarked test
+# can make it incomplete but never slow; `make test` runs everything.
+test-fast: setup
+	$(PY) -m pytest -m "fast and not replay and not slow and not server and not cluster"
 
 # What the server and cluster suites need where there is no Docker engine:
 # the chdb 2.1.1 wheel (clickhouse-server 24.8.4.1) in a directory of its own,

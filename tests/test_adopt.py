@@ -126,6 +126,7 @@ def test_replayed_states_are_the_chain_and_are_cached_by_checksum(cache, tmp_pat
     assert checksum(str(versions_copy)) != states.checksum
 
 
+@pytest.mark.fast
 def test_conversions_that_keep_values():
     assert adopt.conversion("UUID", "String") == "safe"
     assert adopt.conversion("UInt32", "Nullable(UInt32)") == "safe"
@@ -157,6 +158,7 @@ def test_matching_rule_on_plain_data(cache):
 
 # --- adoptions -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_plain_pre_lockdown_state_is_adopted_at_0004(db_url, cache):
     before = legacy(db_url)
     plan = adopt.plan_adoption(db_url, cache_dir=cache)
@@ -170,6 +172,7 @@ def test_plain_pre_lockdown_state_is_adopted_at_0004(db_url, cache):
     adopted(db_url, cache, before)
 
 
+@pytest.mark.slow
 def test_inventory_latest_with_non_nullable_columns_is_fixed_before_the_upgrade(db_url, cache):
     before = legacy(db_url, fixes=("0009-not-null",))
     plan, _ = adopted(db_url, cache, before)
@@ -183,6 +186,7 @@ def test_inventory_latest_with_non_nullable_columns_is_fixed_before_the_upgrade(
         assert conn.exec_driver_sql("SELECT count() FROM zakaz.fact_qtickets_inventory_latest").scalar() == ROWS
 
 
+@pytest.mark.slow
 def test_partially_hand_fixed_state_0005_0007_and_0008_column_without_0006(db_url, cache):
     before = legacy(db_url, fixes=("0005", "0007", "0008-column"))
     plan, result = adopted(db_url, cache, before)
@@ -204,6 +208,7 @@ def test_partially_hand_fixed_state_0005_0007_and_0008_column_without_0006(db_ur
             "SELECT count() FROM system.tables WHERE name LIKE '%__adopt'").scalar()
 
 
+@pytest.mark.slow
 def test_integration_tables_are_left_untouched(db_url, cache):
     before = legacy(db_url, run_id_uuid=True, fixes=("0005", "0009-half"), integrations=True)
     plan, result = adopted(db_url, cache, before)
@@ -221,6 +226,7 @@ def test_integration_tables_are_left_untouched(db_url, cache):
         assert after["fingerprints"][name] == before["fingerprints"][name]
 
 
+@pytest.mark.slow
 def test_downgrade_never_drops_the_integration_tables_without_the_flag(db_url, cache):
     """Issue 15.1: 0001's downgrade drops whole databases, and with them tables no revision manages.
 
@@ -268,6 +274,7 @@ def test_downgrade_never_drops_the_integration_tables_without_the_flag(db_url, c
             "SELECT count() FROM system.databases WHERE name IN ('zakaz', 'meta', 'bi')").scalar()
 
 
+@pytest.mark.slow
 def test_unmanaged_column_needs_allow_data_loss_and_lists_rows(db_url, cache):
     before = legacy(db_url, extra=["ALTER TABLE zakaz.dim_events ADD COLUMN venue String DEFAULT ''"])
     plan = adopt.plan_adoption(db_url, cache_dir=cache)
@@ -346,6 +353,7 @@ def test_managed_database_is_refused(db_url, cache):
 
 # --- the CLI ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_plans_then_applies(db_url, cache, monkeypatch):
     monkeypatch.setattr(adopt, "_cache_dirs", lambda _=None: [cache])
     before = legacy(db_url, run_id_uuid=True, fixes=("0007",))

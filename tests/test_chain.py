@@ -24,6 +24,7 @@ def ledger_count(query):
     return query("SELECT count() FROM default.zakaz_schema_ledger")[0][0]
 
 
+@pytest.mark.slow
 def test_upgrade_head_builds_exactly_the_canonical_warehouse(db_url, query):
     commands.upgrade(db_url, "head")
     live = snapshot(db_url)
@@ -128,6 +129,7 @@ def test_ledger_never_mutated_and_two_heads_survive_optimize(db_url, query, vers
     assert query("SELECT count() FROM system.mutations WHERE table = 'zakaz_schema_ledger'") == [(0,)]
 
 
+@pytest.mark.slow
 def test_plain_alembic_cli_upgrade_current_history(tmp_path):
     url = f"clickhouse+chdb:///default?path={tmp_path / 'db'}"
     run = lambda *args: subprocess.run(  # noqa: E731
@@ -146,6 +148,7 @@ def test_plain_alembic_cli_upgrade_current_history(tmp_path):
     assert "0001" in history.stdout and "0013" in history.stdout
 
 
+@pytest.mark.fast
 def test_offline_sql_has_ledger_inserts_and_no_password():
     sql = commands.offline_sql("clickhouse+native://deploy:s3cret@db.example:9000/default", "head")
     assert "s3cret" not in sql

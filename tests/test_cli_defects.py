@@ -54,6 +54,7 @@ SIDE_BRANCH = (
 # --- an embedded URL without a directory -------------------------------------------
 
 @pytest.mark.parametrize("url", ["clickhouse+chdb:///default", "clickhouse+chdb:///default?path="])
+@pytest.mark.fast
 def test_embedded_url_without_a_path_is_refused(cli, url):
     result = cli("upgrade", url=url)
     assert result.exit_code == 2
@@ -75,6 +76,7 @@ def test_new_with_quotes_and_backslashes_writes_a_loadable_revision(cli, chain, 
     assert cli("status").exit_code == 0  # every later command still loads the chain
 
 
+@pytest.mark.fast
 def test_new_leaves_no_file_when_the_revision_would_not_load(cli, chain, monkeypatch):
     before = sorted(p.name for p in (chain / "versions").iterdir())
     monkeypatch.setattr(commands, "_docstring_text", lambda message: message)  # the old, unescaped text
@@ -84,6 +86,7 @@ def test_new_leaves_no_file_when_the_revision_would_not_load(cli, chain, monkeyp
     assert sorted(p.name for p in (chain / "versions").iterdir()) == before
 
 
+@pytest.mark.fast
 def test_new_transliterates_a_russian_message(cli, chain):
     result = cli("new", "Добавить таблицу возвратов")
     assert result.exit_code == 0, result.output

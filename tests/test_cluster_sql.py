@@ -23,6 +23,9 @@ from app.config import PROJECT_ROOT, ConfigError
 from app.engine import connect
 from app.errors import clickhouse_error_code
 
+# make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
+pytestmark = pytest.mark.fast
+
 SERVER_URL = "clickhouse+native://deploy@db.example:9000/default"
 MERGE_TREE = re.compile(r"^(Replacing|Summing|Aggregating|Collapsing|VersionedCollapsing|Graphite)?MergeTree$")
 
@@ -314,6 +317,7 @@ def test_cluster_mode_is_refused_on_the_embedded_engine_before_anything_is_writt
     assert "needs a ClickHouse server" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.replay  # replays the chain: not in make test-fast
 def test_a_local_ledger_is_refused_in_cluster_mode_and_a_replicated_one_without(db_url):
     commands.upgrade(db_url, "0001")
     with connect(db_url) as conn:
@@ -325,6 +329,7 @@ def test_a_local_ledger_is_refused_in_cluster_mode_and_a_replicated_one_without(
         ledger.check_mode("default", "ReplicatedMergeTree", None)
 
 
+@pytest.mark.replay  # replays the chain: not in make test-fast
 def test_verify_in_cluster_mode_reports_tables_that_are_not_replicated(db_url):
     commands.upgrade(db_url, "head")
     assert not [f for f in commands.verify(db_url)["findings"] if f.fatal]

@@ -17,6 +17,9 @@ from app.engine import connect
 from app.schema import TABLE, VIEW, Column, DbObject, parse_views, snapshot_schema
 from app.verify import compare_schema
 
+# make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
+pytestmark = pytest.mark.fast
+
 
 def line_of(version: str) -> str:
     return version.split(".", 1)[0]

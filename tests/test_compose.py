@@ -12,6 +12,9 @@ import yaml
 from app.config import PROJECT_ROOT
 from app.users import APP_USERS
 
+# make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
+pytestmark = pytest.mark.fast
+
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}; $$ is a literal $.

@@ -13,6 +13,9 @@ import sqlalchemy as sa
 from app import dbapi
 from app.engine import ConnectionFailed, connect
 
+# make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
+pytestmark = pytest.mark.fast
+
 
 def test_parameters_and_result_types(db_url):
     with connect(db_url) as conn:

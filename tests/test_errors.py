@@ -15,6 +15,9 @@ from app.engine import connect
 from app.errors import clickhouse_error_code
 from app.runtime import StepFailed
 
+# make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
+pytestmark = pytest.mark.fast
+
 # A 24.8 server's answer to an ON CLUSTER statement whose hosts did not all finish.
 TIMEOUT_TEXT = (
     "Code: 159. DB::Exception: Watching task /clickhouse/task_queue/ddl/query-0000000001 is executing longer "

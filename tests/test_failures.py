@@ -78,6 +78,7 @@ def _injection_points(count: int) -> list[int]:
 
 
 @pytest.mark.parametrize("revision", CHAIN[:-1])
+@pytest.mark.slow
 def test_kth_statement_failure_is_recorded_and_resume_converges(revision, clean_snapshots, db_url, query):
     snaps, counts = clean_snapshots
     previous = CHAIN[CHAIN.index(revision) - 1] if revision != "0001" else None
@@ -135,6 +136,7 @@ BACKFILL = '''
     ('run("INSERT INTO zakaz.events_copy (event_id, event_name) SELECT event_id, event_name FROM zakaz.dim_events")',
      True),
 ], ids=["copy_rows_once", "bare-run"])
+@pytest.mark.slow
 def test_resume_after_a_backfill_compares_content(copy, repeated, db_url, versions_copy, monkeypatch):
     """Issue 15.5: a bare INSERT ... SELECT before a failing statement runs twice on --resume.
 
@@ -161,6 +163,7 @@ def test_resume_after_a_backfill_compares_content(copy, repeated, db_url, versio
         assert resumed == clean
 
 
+@pytest.mark.slow
 def test_a_killed_process_leaves_an_interrupted_step_and_resume_converges(db_url, versions_copy, monkeypatch):
     slow = versions_copy / "versions" / "0014_slow.py"
     slow.write_text(textwrap.dedent('''

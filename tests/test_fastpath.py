@@ -72,6 +72,7 @@ def test_embedded_answer_equals_the_full_path(at_head):
     assert fastpath.nothing_to_upgrade(at_head) == full["heads"] == ["0013"]
 
 
+@pytest.mark.slow
 def test_embedded_cli_output_equals_the_full_path(at_head):
     for args in (["status"], ["status", "--json"], ["upgrade"]):
         done = assert_full_path_answer(at_head, *args)
@@ -79,6 +80,7 @@ def test_embedded_cli_output_equals_the_full_path(at_head):
     assert "Nothing to do: the database is at 0013 (head)." in done.stdout
 
 
+@pytest.mark.fast
 def test_parse_reads_urls_as_sqlalchemy_does():
     from sqlalchemy.engine import make_url
 
@@ -99,6 +101,7 @@ def test_parse_reads_urls_as_sqlalchemy_does():
 
 # --- every unsafe case falls back -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_pending_revision_falls_back(db_url):
     commands.upgrade(db_url, "0012")
     assert fastpath.status(db_url) is None and fastpath.nothing_to_upgrade(db_url) is None
@@ -107,6 +110,7 @@ def test_a_pending_revision_falls_back(db_url):
 
 
 @pytest.mark.parametrize("state", ["failed", "started"])
+@pytest.mark.slow
 def test_a_failed_or_interrupted_step_falls_back(at_head, state):
     # A downgrade of 0013 that failed (or died): the heads are still the chain's.
     write_rows(at_head, ledger.Row(str(uuid.uuid4()), "0013", "downgrade", state, ["0013"], "by hand",
@@ -118,6 +122,7 @@ def test_a_failed_or_interrupted_step_falls_back(at_head, state):
     assert ("failed" if state == "failed" else "interrupted") in done.stdout
 
 
+@pytest.mark.slow
 def test_an_altered_ledger_falls_back(at_head):
     sql(at_head, f"ALTER TABLE default.{ledger.LEDGER_TABLE} ADD COLUMN note String")
     assert fastpath.status(at_head) is None and fastpath.nothing_to_upgrade(at_head) is None
@@ -131,6 +136,7 @@ def test_an_altered_version_view_falls_back(at_head):
     assert fastpath.status(at_head) is None
 
 
+@pytest.mark.slow
 def test_a_seq_the_ledger_cannot_continue_falls_back(at_head):
     write_rows(at_head, ledger.Row(str(uuid.uuid4()), "0013", "stamp", "stamped", ["0013"], "by hand",
                                    seq=ledger.SEQ_LIMIT))
@@ -145,10 +151,12 @@ def test_cluster_mode_falls_back(at_head, monkeypatch):
     assert fastpath.status(at_head) is None and fastpath.nothing_to_upgrade(at_head) is None
 
 
+@pytest.mark.fast
 def test_no_ledger_falls_back(db_url):
     assert fastpath.status(db_url) is None and fastpath.nothing_to_upgrade(db_url) is None
 
 
+@pytest.mark.slow
 def test_a_revision_file_edited_in_place_falls_back(db_url, versions_copy, monkeypatch):
     monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
     env = {"ZAKAZ_MIGRATIONS": str(versions_copy)}
@@ -192,6 +200,7 @@ def test_a_held_embedded_connection_lets_the_full_path_join_it(db_url):
     assert not fastpath._held
 
 
+@pytest.mark.fast
 def test_unselectable_views_are_checked_in_one_statement_and_named(db_url):
     """0011's and 0013's view checks: one UNION ALL, then one per view only to name a failure."""
     from app.schema import snapshot_schema
@@ -226,6 +235,7 @@ def server_at_head(server, request):
 
 @pytest.mark.server
 @pytest.mark.parametrize("server_at_head", ["native", "http"], indirect=True)
+@pytest.mark.slow
 def test_server_answer_equals_the_full_path(server_at_head):
     url = server_at_head
     fast = fastpath.status(url)
@@ -280,6 +290,7 @@ def test_server_pending_and_altered_ledger_fall_back(server_at_head):
     assert fastpath.status(url) is None and fastpath.nothing_to_upgrade(url) is None
 
 
+@pytest.mark.fast
 def test_the_cache_lives_with_the_folder_it_describes(versions_copy, monkeypatch, db_url):
     monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
     commands.status(db_url)

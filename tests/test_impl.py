@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
@@ -10,6 +11,9 @@ from clickhouse_sqlalchemy import engines, types
 
 import app.impl  # noqa: F401 - registers ClickHouseImpl
 from app.engine import connect
+
+# make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
+pytestmark = pytest.mark.fast
 
 
 def _ops(conn, **opts):

@@ -73,6 +73,7 @@ def line_of(path: Path, text: str) -> int:
 
 # --- the real chain ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_real_chain_lints_clean_with_only_the_kept_warnings():
     report = lint_revisions()
     assert report.revisions == [f"{i:04d}" for i in range(1, 14)]
@@ -574,5 +575,6 @@ def test_mv_replacing_aggregate(short_chain):
     ("Enum8('a' = 1)", "Enum8('a' = 1, 'b' = 2)", False), ("Enum8('a' = 1, 'b' = 2)", "Enum8('a' = 1)", True),
     ("DateTime", "Date", True), ("Date", "DateTime", False), ("Float64", "Float32", True),
 ])
+@pytest.mark.fast
 def test_is_narrowing(old, new, narrowing):
     assert is_narrowing(old, new) is narrowing

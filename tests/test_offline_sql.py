@@ -73,6 +73,7 @@ def chain_with_percent(versions_copy, monkeypatch):
     return versions_copy
 
 
+@pytest.mark.slow
 def test_offline_sql_of_the_whole_chain_builds_the_online_schema(chain_with_percent, tmp_path):
     online_url = f"clickhouse+chdb:///default?path={tmp_path / 'online'}"
     offline_url = f"clickhouse+chdb:///default?path={tmp_path / 'offline'}"
@@ -104,6 +105,7 @@ def test_offline_sql_of_the_whole_chain_builds_the_online_schema(chain_with_perc
     assert status.steps == 14  # the offline script's ledger inserts
 
 
+@pytest.mark.fast
 def test_alembic_sql_keeps_percent_as_written(chain_with_percent):
     script = commands.offline_sql("clickhouse+native://deploy:s3cret@db.example:9000/default", "0013:0014")
     assert "formatDateTime(toDateTime('2026-11-05 10:00:00'), '%Y-%m')" in script

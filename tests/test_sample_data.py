@@ -118,6 +118,7 @@ def test_values_are_realistic_and_consistent(tmp_path):
         assert rows(conn, "SELECT DISTINCT currency FROM zakaz.fact_qtickets_sales") == [("RUB",)]
 
 
+@pytest.mark.slow
 def test_same_seed_same_rows_other_seed_other_rows(tmp_path):
     prints = []
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):

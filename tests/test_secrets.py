@@ -16,6 +16,9 @@ import pytest
 
 from app.config import PROJECT_ROOT, mask_text, mask_url
 
+# make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
+pytestmark = pytest.mark.fast
+
 SPECIAL = "@:/?#[]%&=+$,;! '\"\\"
 
 

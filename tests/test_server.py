@@ -122,6 +122,7 @@ def assert_at_head_and_canonical(url: str) -> None:
 
 # --- the chain -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_upgrade_downgrade_upgrade_with_verify(server_url):
     admin = server_url
     commands.upgrade(server_url, "head")
@@ -154,6 +155,7 @@ def test_upgrade_downgrade_upgrade_with_verify(server_url):
     assert_at_head_and_canonical(server_url)
 
 
+@pytest.mark.slow
 def test_ledger_is_exact_with_the_default_mutations_sync(server_url):
     # The server's default: UPDATE/DELETE would be asynchronous here.  The
     # ledger never relies on one, so every read right after a step is exact.
@@ -274,6 +276,7 @@ def warehouse_objects(admin: str) -> dict[str, str]:
                "WHERE database IN ('zakaz', 'meta', 'bi') AND NOT startsWith(name, '.inner')")}
 
 
+@pytest.mark.slow
 def test_each_role_can_do_what_it_exists_for_and_no_more(clean_server):
     admin = clean_server.url("native", support.fresh_database(clean_server))
     commands.upgrade(admin, "head")
@@ -380,6 +383,7 @@ def test_two_concurrent_upgrades_apply_once(clean_server):
     assert_at_head_and_canonical(server_url)
 
 
+@pytest.mark.slow
 def test_drill(server_url, clean_server):
     env = {"ZAKAZ_DATABASE_URL": server_url}
     done = support.cli("drill", "--url", server_url, "--yes", env=env)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from app.cli import main
@@ -21,6 +22,7 @@ def edit(folder: Path, prefix: str, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+@pytest.mark.slow
 def test_real_chain_passes_every_check():
     report = run_smoke_checks(rows_per_table=30, seed=7)
     assert [c for c in report.checks if not c.ok] == []
@@ -32,6 +34,7 @@ def test_real_chain_passes_every_check():
     assert report.ok
 
 
+@pytest.mark.slow
 def test_each_check_fails_on_a_view_broken_for_it(versions_copy):
     # Each breakage keeps the views' column names, so 0011 (verify) still passes.
     edit(versions_copy, "0009", "toInt64(tickets_total) - toInt64(tickets_left) AS tickets_sold",
@@ -69,6 +72,7 @@ def test_a_failing_upgrade_is_the_failed_check(versions_copy):
     assert "no_such_table" in report.checks[0].detail
 
 
+@pytest.mark.slow
 def test_cli_smoke_on_an_empty_database_then_refused_once_it_has_rows(db_url):
     runner = CliRunner()
     refused = runner.invoke(main, ["smoke", "--url", db_url])

@@ -17,6 +17,9 @@ from app.config import PROJECT_ROOT
 from app.dbapi import quote_literal
 from app.engine import connect
 
+# make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
+pytestmark = pytest.mark.fast
+
 # Quote, backslash, percent and a pyformat look-alike: what breaks naive quoting.
 AWKWARD = "pa'ss\\wo%rd%(x)s"
 PASSWORDS = {

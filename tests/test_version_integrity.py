@@ -61,6 +61,7 @@ def version(query) -> list[str]:
 
 # --- item 2: the order of the ledger is not a clock's ---------------------------------
 
+@pytest.mark.slow
 def test_a_downgrade_from_a_host_an_hour_ahead_does_not_pin_the_version(db_url, query):
     commands.upgrade(db_url, HEAD)
     down = on_skewed_host(3600, "downgrade", "-1", "--url", db_url)
@@ -275,6 +276,7 @@ def test_plain_alembic_stamp_purge_records_exactly_the_revision(db_url, query):
 
 # --- item 6: a revision file changed since it was applied -------------------------------
 
+@pytest.mark.slow
 def test_upgrade_and_downgrade_warn_about_changed_files_and_strict_refuses(db_url, query, versions_copy):
     env = {"ZAKAZ_MIGRATIONS": str(versions_copy)}
     assert cli("upgrade", "0009", "--url", db_url, env=env).exit_code == 0
@@ -310,6 +312,7 @@ def test_upgrade_and_downgrade_warn_about_changed_files_and_strict_refuses(db_ur
 
 # --- item 7: a failed downgrade is resumed by downgrade --resume --------------------------
 
+@pytest.mark.slow
 def test_a_failed_downgrade_is_resumed_with_downgrade_resume(db_url, query):
     commands.upgrade(db_url, "0009")
     with pytest.raises(StepFailed) as info:
