@@ -255,7 +255,9 @@ class StepRecorder:
         self._heads = ledger.current_heads(rows)
         problem = ledger.open_problem(rows)
         runs_revisions = any(hasattr(step, "revision") for step in planned)
-        if problem and runs_revisions and not self.options.resume:
+        # An empty plan too: "Nothing to do" on top of a failed downgrade would
+        # hide it (a stamp, which settles nothing, plans stamp steps).
+        if problem and (runs_revisions or not planned) and not self.options.resume:
             raise MigrationBlocked(
                 f"revision {problem['revision']} {problem['direction']} is {problem['state']}"
                 + (f" at statement {problem['failed_statement']}: {problem['error']}" if problem["state"] == "failed" else "")

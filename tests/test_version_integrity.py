@@ -342,3 +342,26 @@ def test_a_failed_downgrade_is_resumed_with_downgrade_resume(db_url, query):
     assert st.heads == ["0008"] and st.problem is None
     assert query("SELECT count() FROM system.tables WHERE database = 'zakaz' "
                  "AND name = 'fact_qtickets_inventory_latest'") == [(0,)]
+
+
+def test_an_upgrade_with_nothing_to_do_does_not_hide_a_failed_downgrade(db_url, versions_copy, monkeypatch):
+    """A failed downgrade leaves the heads where they were: `upgrade` must not say "Nothing to do"."""
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    broken = versions_copy / "versions" / "0014_fails_down.py"
+    broken.write_text(
+        '"""Its downgrade fails (for the test)."""\nfrom app.operations import run\n'
+        'revision = "0014"\ndown_revision = "0013"\nbranch_labels = None\ndepends_on = None\n'
+        'DOWNGRADE_LOSES = []\n'
+        'def upgrade():\n    pass\n'
+        'def downgrade():\n    run("ALTER TABLE zakaz.no_such_table DROP COLUMN x")\n')
+    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
+    runner = CliRunner()
+    assert runner.invoke(main, ["upgrade", "--url", db_url]).exit_code == 0
+    assert runner.invoke(main, ["downgrade", "-1", "--url", db_url]).exit_code == 1
+    again = runner.invoke(main, ["upgrade", "--url", db_url])
+    assert again.exit_code == 2, again.output
+    assert "Nothing to do" not in again.output and "0014 downgrade is failed" in again.output
+    assert "downgrade 0013 --resume" in again.output
