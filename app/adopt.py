@@ -51,7 +51,7 @@ from typing import Callable
 from app import ledger
 from app.canonical import MANAGED_DATABASES
 from app.config import PROJECT_ROOT, mask_url, resolve_url
-from app.dbapi import quote_literal
+from app.sql import quote_literal
 from app.schema import TABLE, VIEW, Column, DbObject, Schema
 
 # Bump when the cached form of a revision state changes.

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from app.config import ConfigError
-from app.dbapi import quote_literal
-from app.errors import clickhouse_error_code
+from app.sql import quote_literal
+from app.sql import clickhouse_error_code
 
 # ClickHouse's own default_replica_path.  {uuid} is required: a table rebuild
 # (operations.rebuild_table) swaps tables with EXCHANGE, which keeps each

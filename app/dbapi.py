@@ -22,6 +22,8 @@ import threading
 from decimal import Decimal
 from typing import Any
 
+from app.sql import quote_literal
+
 apilevel = "2.0"
 threadsafety = 1
 paramstyle = "pyformat"
@@ -100,29 +102,6 @@ def error_from_chdb(exc: BaseException) -> Error:
 
 
 # --- parameters -------------------------------------------------------------
-
-def quote_literal(value: Any) -> str:
-    """A Python value as a ClickHouse literal."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, Decimal)):
-        return str(value)
-    if isinstance(value, _dt.datetime):
-        # ClickHouse 24.8 rejects a fraction for a DateTime column (26.x
-        # drops it): write one only when there is one (DateTime64).
-        fmt = "%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S"
-        return "'" + value.strftime(fmt) + "'"
-    if isinstance(value, _dt.date):
-        return "'" + value.isoformat() + "'"
-    if isinstance(value, (list, tuple, set)):
-        return "[" + ", ".join(quote_literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{quote_literal(k)}: {quote_literal(v)}" for k, v in value.items()) + "}"
-    text = str(value)
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
 
 def render(operation: str, parameters: Any) -> str:
     """Apply pyformat parameters the way the ClickHouse compiler expects.

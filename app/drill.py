@@ -130,7 +130,7 @@ class Data:
 
 
 def _in_list(names) -> str:
-    from app.dbapi import quote_literal
+    from app.sql import quote_literal
 
     return ", ".join(quote_literal(n) for n in names)
 

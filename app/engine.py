@@ -4,7 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from app.config import DEFAULT_EMBEDDED_PATH, ConfigError, is_embedded, mask_text, mask_url, parse_url
-from app.errors import clickhouse_error_code, clickhouse_error_message
+from app.sql import clickhouse_error_code, clickhouse_error_message
 
 
 class ConnectionFailed(Exception):

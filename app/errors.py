@@ -1,102 +1,28 @@
-"""The ClickHouse error code inside any driver's exception.
+"""The one base class of every failure the tool explains in one line.
 
-Each driver carries it differently:
-
-* chDB (app.dbapi): ``Error.code``, and the text starts with ``Code: N.``;
-* clickhouse-driver (``clickhouse+native``): ``.code`` on its ``Error``
-  classes, wrapped by clickhouse-sqlalchemy in a ``DatabaseException`` whose
-  ``.orig`` is the driver's error;
-* clickhouse-sqlalchemy's HTTP driver (``clickhouse+http``): a
-  ``DatabaseException`` whose ``.orig`` is an ``HTTPException`` with the HTTP
-  status (500, 404, ...) as ``code`` and the ClickHouse code only in the
-  server's text (``Code: 159. DB::Exception: ...``);
-* SQLAlchemy wraps a DB-API error in a ``DBAPIError`` (``.orig``; its own
-  ``.code`` is a string: a link to its docs), and our own errors chain the
-  driver's as ``__cause__``.
+A failure knows its exit code, so the CLI has one handler instead of a
+try/except per command: 1 when a check or a migration step failed, 2 for
+bad input, configuration or connection.  Its message is the whole
+explanation, with what to do next.
 """
 from __future__ import annotations
 
-import re
-import sys
-
-_CODE_IN_TEXT = re.compile(r"Code: (\d+)\.")
+EXIT_OK, EXIT_CHECK, EXIT_USAGE = 0, 1, 2
 
 
-def code_in_text(text: str) -> int:
-    """The first ``Code: N.`` in ``text``, 0 if none."""
-    m = _CODE_IN_TEXT.search(text)
-    return int(m.group(1)) if m else 0
+class ZakazError(Exception):
+    """A failure whose message is a complete one-line explanation."""
+
+    exit_code = EXIT_CHECK
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and what it wraps (``.orig``, ``__cause__``, exceptions in args), outermost first."""
-    seen: set[int] = set()
-    out: list[BaseException] = []
-    queue: list[BaseException | None] = [exc]
-    while queue:
-        e = queue.pop(0)
-        if not isinstance(e, BaseException) or id(e) in seen:
-            continue
-        seen.add(id(e))
-        out.append(e)
-        queue.append(getattr(e, "orig", None))
-        queue.append(e.__cause__)
-        queue.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
-    return out
+class CheckFailed(ZakazError):
+    """A check failed, drift was found, or a migration step failed: exit 1."""
+
+    exit_code = EXIT_CHECK
 
 
-def _is_http_status(exc: BaseException) -> bool:
-    """Whether ``exc.code`` is an HTTP status rather than a ClickHouse code."""
-    # Not imported here: if the HTTP driver was never loaded, no such error exists.
-    module = sys.modules.get("clickhouse_sqlalchemy.drivers.http.exceptions")
-    return module is not None and isinstance(exc, module.HTTPException)
+class UsageError(ZakazError):
+    """Bad input, configuration or connection; nothing was changed: exit 2."""
 
-
-def _own_code(exc: BaseException) -> int:
-    code = getattr(exc, "code", None)
-    return code if isinstance(code, int) and not isinstance(code, bool) else 0
-
-
-def clickhouse_error_code(exc: BaseException | None) -> int:
-    """The ClickHouse error code of ``exc`` (any driver, wrapped or not), 0 if unknown.
-
-    A ``.code`` found along the chain is the answer, except an HTTP status:
-    there the ``Code: N`` of the server's text is.  Without either, the first
-    ``Code: N`` in a text of the chain (a plain exception re-raised with the
-    server's message keeps it only there).
-    """
-    if exc is None:
-        return 0
-    chain = _chain(exc)
-    for e in chain:
-        if _is_http_status(e):
-            code = code_in_text(str(e))
-            if code:
-                return code
-            continue
-        code = _own_code(e)
-        if code:
-            return code
-    for e in reversed(chain):  # innermost first: the driver's text, not SQL quoted around it
-        code = code_in_text(str(e))
-        if code:
-            return code
-    return 0
-
-
-_STACK_TRACE = re.compile(r"\s*(?:Stack trace|Stack trace \(when copying this message)[^:]*:.*", re.S)
-
-
-def clickhouse_error_message(exc: BaseException | None) -> str:
-    """What went wrong, in one line: ``Code: 497. DB::Exception: ... (ACCESS_DENIED)``.
-
-    The driver's error, unwrapped from SQLAlchemy's, without the server's
-    stack trace: clickhouse-driver puts ``Code: N.`` on a line of its own and
-    the message on the next, so a plain first line says nothing.
-    """
-    if exc is None:
-        return ""
-    orig = getattr(exc, "orig", None) or exc
-    text = _STACK_TRACE.sub("", str(orig)).strip()
-    text = " ".join(text.split())
-    return text or type(orig).__name__
+    exit_code = EXIT_USAGE

@@ -229,7 +229,7 @@ def load_chain() -> Chain | None:
 
 def state_sql(schema: str, *, lock: bool) -> str:
     """The ledger's rows, each with the few facts the judgement needs besides them."""
-    from app.dbapi import quote_literal as q
+    from app.sql import quote_literal as q
     from app.lock import LOCK_TABLE, live_claims_sql
 
     names = ", ".join(q(n) for n in (ledger.LEDGER_TABLE, ledger.VERSION_VIEW, LOCK_TABLE))

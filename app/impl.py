@@ -35,7 +35,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.schema import CreateTable, DropTable, ExecutableDDLElement
 
 from app import cluster as cluster_mode
-from app.errors import clickhouse_error_code
+from app.sql import clickhouse_error_code
 
 ACCESS_STATEMENT = re.compile(
     r"^\s*(CREATE\s+(ROLE|USER)|ALTER\s+(ROLE|USER)|DROP\s+(ROLE|USER)|GRANT|REVOKE|SET\s+DEFAULT\s+ROLE)\b",

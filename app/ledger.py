@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import cluster as cluster_mode
-from app.dbapi import quote_literal
+from app.sql import quote_literal
 
 LEDGER_TABLE = "zakaz_schema_ledger"
 VERSION_VIEW = "alembic_version"

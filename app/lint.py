@@ -64,8 +64,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from app.dbapi import quote_literal
-from app.errors import clickhouse_error_code, clickhouse_error_message
+from app.sql import quote_literal
+from app.sql import clickhouse_error_code, clickhouse_error_message
 from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Schema, snapshot_schema, unwrap_type
 
 ERROR, WARNING = "error", "warning"

@@ -31,7 +31,7 @@ import uuid
 from contextlib import contextmanager
 
 from app import cluster as cluster_mode
-from app.dbapi import quote_literal
+from app.sql import quote_literal
 from app.ledger import next_seq_sql
 
 LOCK_TABLE = "zakaz_schema_lock"

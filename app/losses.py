@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.dbapi import quote_literal
+from app.sql import quote_literal
 
 # More than this many objects in one message are summarised.
 LISTED = 10

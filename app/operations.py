@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy import text
 
 from app import losses
-from app.dbapi import quote_literal
+from app.sql import quote_literal
 
 log = logging.getLogger("zakaz_schema")
 

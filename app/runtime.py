@@ -33,7 +33,7 @@ from app import impl as _impl  # noqa: F401 - registers the ClickHouse implement
 from app import ledger
 from app import losses
 from app.config import ConfigError, resolve_url
-from app.errors import clickhouse_error_code, clickhouse_error_message
+from app.sql import clickhouse_error_code, clickhouse_error_message
 
 log = logging.getLogger("zakaz_schema")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from app.dbapi import quote_literal
+from app.sql import quote_literal
 from app.schema import unwrap_type
 
 DATABASES = ("zakaz", "meta", "bi")

@@ -206,7 +206,7 @@ INVARIANTS: list[tuple[str, Callable[[Any], tuple[bool, str]]]] = [
 
 def _refuse_if_rows(conn) -> None:
     """A given database must have no rows in the warehouse tables."""
-    from app.dbapi import quote_literal
+    from app.sql import quote_literal
 
     dbs = ", ".join(quote_literal(d) for d in WAREHOUSE_DATABASES)
     engines = ", ".join(quote_literal(e) for e in VIEW_ENGINES)

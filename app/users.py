@@ -202,7 +202,7 @@ def apply(url: str | None = None, names: Iterable[str] | None = None,
     from app import cluster as cluster_mode
     from app.config import mask_text, resolve_url
     from app.engine import connect
-    from app.errors import clickhouse_error_code, clickhouse_error_message
+    from app.sql import clickhouse_error_code, clickhouse_error_message
 
     url = resolve_url(url)
     on_cluster = _cluster_from(cluster, environ)

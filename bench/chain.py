@@ -62,7 +62,7 @@ def replay(path: str, statements: list[tuple[str, str]], kinds=("ddl", "access",
     """Send the statements straight to chDB; seconds spent per kind (and "total")."""
     import chdb
 
-    from app.dbapi import quote_literal
+    from app.sql import quote_literal
 
     spent = {"connect": 0.0, "ddl": 0.0, "access": 0.0, "ledger": 0.0}
     t_all = time.perf_counter()

@@ -21,7 +21,7 @@ from app.cli import main
 from app.cluster import Cluster, ClusterRewriteError, logical_engine, rewrite
 from app.config import PROJECT_ROOT, ConfigError
 from app.engine import connect
-from app.errors import clickhouse_error_code
+from app.sql import clickhouse_error_code
 
 # make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
 pytestmark = pytest.mark.fast

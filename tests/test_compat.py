@@ -12,7 +12,7 @@ import datetime as dt
 
 import pytest
 
-from app.dbapi import quote_literal
+from app.sql import quote_literal
 from app.engine import connect
 from app.schema import TABLE, VIEW, Column, DbObject, parse_views, snapshot_schema
 from app.verify import compare_schema

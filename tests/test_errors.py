@@ -1,4 +1,4 @@
-"""app.errors.clickhouse_error_code: the ClickHouse code of any driver's exception."""
+"""app.sql.clickhouse_error_code: the ClickHouse code of any driver's exception."""
 from __future__ import annotations
 
 import pytest
@@ -12,7 +12,7 @@ from clickhouse_sqlalchemy.exceptions import DatabaseException
 from app import dbapi
 from app.cluster import DistributedDDLTimeout
 from app.engine import connect
-from app.errors import clickhouse_error_code
+from app.sql import clickhouse_error_code
 from app.runtime import StepFailed
 
 # make test-fast: pure and unit tests (pyproject.toml, marker `fast`).

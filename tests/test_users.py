@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from app import commands, users
 from app.cli import main
 from app.config import PROJECT_ROOT
-from app.dbapi import quote_literal
+from app.sql import quote_literal
 from app.engine import connect
 
 # make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
