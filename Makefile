@@ -9,7 +9,7 @@ SERVER_VENV ?= .venv-server
 SERVER_STAMP := $(SERVER_VENV)/.installed
 ZOOKEEPER_JAR := /usr/share/java/zookeeper.jar
 
-.PHONY: setup setup-servers migrate test test-fast test-server bench clean
+.PHONY: setup setup-servers migrate test test-fast test-embedded test-server bench clean
 
 setup: $(STAMP)
 
@@ -22,17 +22,28 @@ $(STAMP): pyproject.toml
 migrate: setup
 	$(VENV)/bin/zakaz-schema upgrade head
 
-# The whole suite: embedded (chdb-core, current ClickHouse), then a real 24.8
+# Test workers (pytest-xdist).  Each is a process with its own chDB engine,
+# template databases and local server; the cluster suite stays on one worker
+# (--dist loadgroup, tests/conftest.py).  WORKERS=0 runs in one process.
+WORKERS ?= 2
+XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
+
+# The whole suite: embedded (chdb-core, current ClickHouse), a real 24.8
 # server and a 2-replica cluster over native and HTTP (tests/server_support.py):
 # compose's where a Docker engine runs, else local processes (setup-servers).
 test: setup setup-servers
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 # Pure and unit tests only (marker `fast`: no chain replayed, no server), in
 # seconds.  A test is in this tier only if marked `fast`, so an unmarked test
 # can make it incomplete but never slow; `make test` runs everything.
 test-fast: setup
 	$(PY) -m pytest -m "fast and not replay and not slow and not server and not cluster"
+
+# The tiers of `make test` one at a time: embedded (chDB only), then the
+# server and cluster suites.
+test-embedded: setup
+	$(PY) -m pytest $(XDIST) -m "not server and not cluster"
 
 # What the server and cluster suites need where there is no Docker engine:
 # the chdb 2.1.1 wheel (clickhouse-server 24.8.4.1) in a directory of its own,
@@ -52,7 +63,7 @@ $(SERVER_STAMP): requirements-server.txt
 	touch $(SERVER_STAMP)
 
 test-server: setup setup-servers
-	$(PY) -m pytest -m "server or cluster" -rs
+	$(PY) -m pytest $(XDIST) -m "server or cluster" -rs
 
 bench: setup
 	$(PY) -m bench

@@ -39,8 +39,12 @@ ENTRY_POINT = "_Z25mainEntryClickHouseServeriPPc"  # mainEntryClickHouseServer(i
 
 # Every child asks the kernel to stop it when the test process dies
 # (PR_SET_PDEATHSIG, kept across exec), so a killed test run leaves no server
-# or ZooKeeper behind.
-_DIE_WITH_PARENT = "import ctypes, signal; ctypes.CDLL(None).prctl(1, signal.SIGTERM)"
+# or ZooKeeper behind; a child whose parent died before it asked exits at once.
+# The signal comes when the thread that started the child ends: pytest-xdist
+# (>= 3.6) runs tests, and so fixtures, on each worker's main thread.
+PARENT_ENV = "ZAKAZ_TEST_PARENT_PID"
+_DIE_WITH_PARENT = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+                    f"os.getppid() == int(os.environ['{PARENT_ENV}']) or sys.exit('the test process is gone')")
 # ZooKeeper's JVM, started through that.
 _EXEC = _DIE_WITH_PARENT + "; import os, sys; os.execv(sys.argv[1], sys.argv[1:])"
 # The server's main() on the calling thread, like the clickhouse-server
@@ -101,7 +105,8 @@ def zookeeper_command() -> list[str]:
 def _start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+                                env={**os.environ, **(env or {}), PARENT_ENV: str(os.getpid())},
+                                start_new_session=True)
 
 
 def _stop(proc: subprocess.Popen | None, timeout: float = 10) -> None:

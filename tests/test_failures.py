@@ -1,5 +1,9 @@
 """Failure safety: injected statement failures, a killed process, the deploy
-lock, checksums, and the catalogue of bad input, all on real chDB."""
+lock, checksums, and the catalogue of bad input, all on real chDB.
+
+Failure injection hits every statement of revisions 0001-0009 and the first,
+middle and last of 0010, each case on a copy of the template database one
+revision back (tests/chain_templates.py) holding sample rows."""
 from __future__ import annotations
 
 import os
@@ -16,20 +20,9 @@ from app import commands, ledger
 from app.cli import main
 from app.engine import connect
 from app.runtime import StepFailed
-from app.sample_data import base_tables, fingerprints, load_sample
-from app.schema import snapshot_schema
-
-CHAIN = [f"{i:04d}" for i in range(1, 12)]
-
-
-def statements_per_revision(url) -> dict[str, int]:
-    steps = commands.upgrade(url, "head")
-    return {s["revision"]: s["statements"] for s in steps}
-
-
-def _snapshot(url):
-    with connect(url) as conn:
-        return snapshot_schema(conn)
+from app.fingerprint import fingerprints
+from app.sample_data import base_tables, load_sample
+from app.snapshot import snapshot_schema
 
 
 def _fingerprints(url):
@@ -37,77 +30,107 @@ def _fingerprints(url):
         return fingerprints(conn)
 
 
-def _stored_columns(url) -> dict[str, list[str]]:
-    with connect(url) as conn:
-        return {name: [c for c, _, kind in t.columns if kind != "ALIAS"] for name, t in base_tables(conn).items()}
+def _stored_columns(conn) -> dict[str, list[str]]:
+    return {name: [c for c, _, kind in t.columns if kind != "ALIAS"] for name, t in base_tables(conn).items()}
 
 
-def _content(url, kept: dict[str, list[str]]) -> dict[str, tuple[int, str]]:
+def _content(conn, kept: dict[str, list[str]]) -> dict[str, tuple[int, str]]:
     """Row count and checksum of every table, over the columns a resume must reproduce exactly.
 
     Those are all stored columns but the ones the step adds with a DEFAULT
     (``now()``, ``generateUUIDv4()``: another value in every run); ``kept``
     has each table's columns before the step.
     """
-    with connect(url) as conn:
-        columns = {
-            name: [c for c, _, kind in t.columns if kind != "ALIAS" and (c in kept.get(name, ()) or not kind)]
-            for name, t in base_tables(conn).items()
-        }
-        return fingerprints(conn, columns)
+    columns = {
+        name: [c for c, _, kind in t.columns if kind != "ALIAS" and (c in kept.get(name, ()) or not kind)]
+        for name, t in base_tables(conn).items()
+    }
+    return fingerprints(conn, columns)
 
 
-@pytest.fixture(scope="module")
-def clean_snapshots(tmp_path_factory):
-    """Schema after each revision of a clean install, and statements per revision."""
-    url = f"clickhouse+chdb:///default?path={tmp_path_factory.mktemp('clean') / 'db'}"
-    snaps, counts = {}, {}
-    for rev in CHAIN:
-        steps = commands.upgrade(url, rev)
-        counts[rev] = steps[0]["statements"]
-        snaps[rev] = _snapshot(url)
-    return snaps, counts
+# Statements each revision runs on the embedded engine (0010's access statements
+# are checked and skipped there, and count).  Written out so that every case is a
+# test of its own; test_injection_points_cover_every_statement keeps it true.
+STATEMENTS = {"0001": 3, "0002": 23, "0003": 12, "0004": 5, "0005": 2, "0006": 3, "0007": 1,
+              "0008": 8, "0009": 5, "0010": 49}
 
 
-def _injection_points(count: int) -> list[int]:
-    # 0010 has 49 access statements that all take one path; first, middle and
-    # last stand for the rest.  Every statement of every other revision is hit.
-    if count > 20:
+def _injection_points(revision: str) -> list[int]:
+    # 0010's 49 access statements all take one path: first, middle and last
+    # stand for the rest.  Every statement of every other revision is hit.
+    count = STATEMENTS[revision]
+    if revision == "0010":
         return [1, count // 2, count]
     return list(range(1, count + 1))
 
 
-@pytest.mark.parametrize("revision", CHAIN[:-1])
-@pytest.mark.slow
-def test_kth_statement_failure_is_recorded_and_resume_converges(revision, clean_snapshots, db_url, query):
-    snaps, counts = clean_snapshots
-    previous = CHAIN[CHAIN.index(revision) - 1] if revision != "0001" else None
-    if previous:
-        commands.upgrade(db_url, previous)
-        with connect(db_url) as conn:
-            load_sample(conn, rows_per_table=20, seed=7)
-    kept = _stored_columns(db_url)
-    # What a clean run makes of the same rows; a resumed one must leave the
-    # same content (a count alone misses rows copied twice).
-    commands.upgrade(db_url, revision)
-    expected = _content(db_url, kept)
-    commands.downgrade(db_url, previous or "base", allow_data_loss=True)
-    for k in _injection_points(counts[revision]):
+INJECTIONS = [(rev, k) for rev in STATEMENTS for k in _injection_points(rev)]
+SAMPLE_ROWS = 20
+
+
+def _previous(revision: str) -> str:
+    revisions = list(STATEMENTS)
+    i = revisions.index(revision)
+    return revisions[i - 1] if i else "base"
+
+
+@pytest.mark.replay
+def test_injection_points_cover_every_statement(database_at):
+    """STATEMENTS is what a clean install runs, so the cases below hit every statement they claim."""
+    steps = commands.upgrade(database_at("base"), "0010")
+    assert {s["revision"]: s["statements"] for s in steps} == STATEMENTS
+    assert len(INJECTIONS) == sum(n for rev, n in STATEMENTS.items() if rev != "0010") + 3
+
+
+@pytest.fixture(scope="module")
+def clean_results(chain_templates, tmp_path_factory):
+    """revision -> (schema, content, columns kept) of a clean upgrade from the revision
+    before, with sample rows loaded there: what every resumed run must reproduce."""
+    results = {}
+
+    def get(revision: str):
+        if revision not in results:
+            previous = _previous(revision)
+            url = chain_templates.copy(previous, tmp_path_factory.mktemp(f"clean-{revision}") / "db",
+                                       sample_rows=SAMPLE_ROWS)
+            with connect(url) as conn:
+                kept = _stored_columns(conn)
+                commands.upgrade(url, revision, connection=conn)
+                results[revision] = snapshot_schema(conn), _content(conn, kept), kept
+        return results[revision]
+    return get
+
+
+@pytest.mark.parametrize("revision, k", INJECTIONS, ids=[f"{r}-{k}" for r, k in INJECTIONS])
+@pytest.mark.replay
+def test_kth_statement_failure_is_recorded_and_resume_converges(revision, k, clean_results, database_at):
+    """Statement ``k`` of ``revision`` fails on a database one revision back, holding sample rows.
+
+    The step is recorded as failed at that statement, a plain upgrade refuses,
+    and ``--resume`` leaves the schema and the content a clean upgrade leaves
+    (a count alone would miss rows copied twice).
+    """
+    schema, content, kept = clean_results(revision)
+    previous = _previous(revision)
+    url = database_at(previous, sample_rows=SAMPLE_ROWS)
+    # One engine for the whole case (opening one costs more than a step); status
+    # reads through the URL, as an operator's would, and shares it.
+    with connect(url) as conn:
         with pytest.raises(StepFailed) as info:
-            commands.upgrade(db_url, revision, fail_at=(revision, k))
+            commands.upgrade(url, revision, fail_at=(revision, k), connection=conn)
         assert info.value.statement == k
-        st = commands.status(db_url)
-        assert st.heads == ([previous] if previous else [])
+        st = commands.status(url)
+        assert st.heads == ([] if previous == "base" else [previous])
         assert st.problem["state"] == "failed" and st.problem["revision"] == revision
         assert st.problem["failed_statement"] == k
         assert f"injected failure at statement {k}" in st.problem["error"]
         with pytest.raises(Exception, match="--resume"):
-            commands.upgrade(db_url, revision)  # refuses on top of a failed step
-        commands.upgrade(db_url, revision, resume=True)
-        assert commands.status(db_url).problem is None
-        assert _snapshot(db_url) == snaps[revision], f"{revision} resumed after statement {k} differs"
-        assert _content(db_url, kept) == expected, f"{revision} resumed after statement {k}: content differs"
-        commands.downgrade(db_url, previous or "base", allow_data_loss=True)
+            commands.upgrade(url, revision, connection=conn)  # refuses on top of a failed step
+        commands.upgrade(url, revision, resume=True, connection=conn)
+        st = commands.status(url)
+        assert st.heads == [revision] and st.problem is None
+        assert snapshot_schema(conn) == schema, f"{revision} resumed after statement {k} differs"
+        assert _content(conn, kept) == content, f"{revision} resumed after statement {k}: content differs"
 
 
 BACKFILL = '''
