@@ -1,0 +1,261 @@
+"""The planner's decisions, read from the plan: order, refusals, declared losses, the rendered text.
+
+Pure and fast: what the steps do to a database is proven in
+tests/test_autogenerate.py; here each expected step list is written by hand.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from app.autogenerate import render_revision
+from app.canonical import CANONICAL
+from app.errors import EXIT_USAGE, UsageError
+from app.planner import Call, PlanRefused, plan
+from app.replay import revision_states
+from app.schema import MATERIALIZED_VIEW, VIEW, Column, parse_tables, parse_views
+
+pytestmark = pytest.mark.fast
+
+TABLES = parse_tables("""
+zakaz.t  MergeTree ORDER BY (id) PARTITION BY toYYYYMM(d)
+    id    UInt32
+    d     Date
+    s     String DEFAULT 'x'
+    n     Nullable(UInt8)
+""")
+BASE = {o.name: o for o in TABLES}
+
+
+def changed(schema, name, **fields):
+    return {**schema, name: dataclasses.replace(schema[name], **fields)}
+
+
+def columns(*specs):
+    out = []
+    for spec in specs:
+        name, _, rest = spec.partition(" ")
+        type_, _, default = rest.partition(" DEFAULT ")
+        out.append(Column(name, type_, default))
+    return tuple(out)
+
+
+def calls(steps):
+    return [c for s in steps for c in s.calls]
+
+
+def test_equal_schemas_make_an_empty_plan():
+    p = plan(BASE, dict(BASE))
+    assert p.empty and p.upgrade == () and p.downgrade == ()
+
+
+def test_new_column_goes_where_the_schema_puts_it():
+    desired = changed(BASE, "zakaz.t", columns=columns("first UInt8", "id UInt32", "d Date", "mid String",
+                                                        "s String DEFAULT 'x'", "n Nullable(UInt8)"))
+    p = plan(BASE, desired)
+    assert calls(p.upgrade) == [
+        Call("add_column_if_not_exists", ("zakaz.t", "first UInt8"), (("first", True),)),
+        Call("add_column_if_not_exists", ("zakaz.t", "mid String"), (("after", "d"),)),
+    ]
+    assert calls(p.downgrade) == [Call("drop_column_if_exists", ("zakaz.t", "first")),
+                                  Call("drop_column_if_exists", ("zakaz.t", "mid"))]
+    assert p.downgrade_loses == ["zakaz.t.first", "zakaz.t.mid"] and p.upgrade_loses == []
+
+
+def test_dropping_a_table_or_column_is_refused_in_one_line_naming_it():
+    without_table = {}
+    with pytest.raises(PlanRefused) as err:
+        plan(BASE, without_table)
+    assert "zakaz.t" in str(err.value) and "\n" not in str(err.value)
+    assert isinstance(err.value, UsageError) and err.value.exit_code == EXIT_USAGE
+    with pytest.raises(PlanRefused, match=r"^zakaz\.t\.s: dropping the column deletes its values"):
+        plan(BASE, changed(BASE, "zakaz.t", columns=BASE["zakaz.t"].columns[:2] + BASE["zakaz.t"].columns[3:]))
+
+
+def test_allowed_drops_are_declared_for_the_upgrade():
+    p = plan(BASE, {}, allow_loss=True)
+    assert calls(p.upgrade) == [Call("drop_table_if_exists", ("zakaz.t",)), Call("drop_database", ("zakaz",))]
+    assert p.upgrade_loses == ["zakaz.t"] and p.downgrade_loses == []
+    assert calls(p.downgrade)[:2] == [Call("create_database", ("zakaz",)), calls(plan({}, BASE).upgrade)[1]]
+
+
+def test_type_changes_widen_refuse_or_declare():
+    widened = changed(BASE, "zakaz.t", columns=columns("id UInt32", "d Date", "s String DEFAULT 'x'",
+                                                        "n Nullable(UInt16)"))
+    p = plan(BASE, widened)
+    assert calls(p.upgrade) == [Call("modify_column", ("zakaz.t", "n Nullable(UInt16)"))]
+    # The way back narrows: declared for the downgrade.
+    assert calls(p.downgrade) == [Call("modify_column", ("zakaz.t", "n Nullable(UInt8)"))]
+    assert p.downgrade_loses == ["zakaz.t.n"]
+
+    lossy = changed(BASE, "zakaz.t", columns=columns("id UInt32", "d Date", "s String DEFAULT 'x'", "n UInt8"))
+    with pytest.raises(PlanRefused, match=r"^zakaz\.t\.n: Nullable\(UInt8\) -> UInt8 may lose values \(NULLs"):
+        plan(BASE, lossy)
+    assert plan(BASE, lossy, allow_loss=True).upgrade_loses == ["zakaz.t.n"]
+
+    impossible = changed(BASE, "zakaz.t", columns=columns("id UInt32", "d UUID", "s String DEFAULT 'x'",
+                                                           "n Nullable(UInt8)"))
+    with pytest.raises(PlanRefused, match=r"^zakaz\.t\.d: Date -> UUID is impossible"):
+        plan(BASE, impossible, allow_loss=True)
+
+
+def test_default_changes():
+    cols = BASE["zakaz.t"].columns
+    p = plan(BASE, changed(BASE, "zakaz.t", columns=cols[:2] + columns("s String") + cols[3:]))
+    assert calls(p.upgrade) == [Call("modify_column", ("zakaz.t", "s REMOVE DEFAULT"))]
+    assert calls(p.downgrade) == [Call("modify_column", ("zakaz.t", "s String DEFAULT 'x'"))]
+    p = plan(BASE, changed(BASE, "zakaz.t", columns=cols[:2] + columns("s String DEFAULT 'y'") + cols[3:]))
+    assert calls(p.upgrade) == [Call("modify_column", ("zakaz.t", "s String DEFAULT 'y'"))]
+
+
+def test_what_alter_cannot_change_is_a_rebuild_copying_the_shared_columns():
+    key_retyped = changed(BASE, "zakaz.t", order_by="d, id",
+                          columns=columns("id UInt64", "d Date", "s String DEFAULT 'x'", "extra String"))
+    with pytest.raises(PlanRefused, match=r"^zakaz\.t\.n: the rebuild drops the column"):
+        plan(BASE, key_retyped)
+    p = plan(BASE, key_retyped, allow_loss=True)
+    assert calls(p.upgrade) == [Call(
+        "rebuild_table", ("zakaz.t", "id UInt64\nd Date\ns String DEFAULT 'x'\nextra String"),
+        (("engine", "MergeTree"), ("order_by", "(d, id)"), ("partition_by", "toYYYYMM(d)"), ("copy", "id, d, s")))]
+    assert p.upgrade_loses == ["zakaz.t.n"]
+    assert p.downgrade_loses == ["zakaz.t.id", "zakaz.t.extra"]  # UInt64 back to UInt32; the new column
+    # A key column's type alone forces it too.
+    only_type = changed(BASE, "zakaz.t", columns=columns("id UInt64", "d Date", "s String DEFAULT 'x'",
+                                                          "n Nullable(UInt8)"))
+    assert [c.op for c in calls(plan(BASE, only_type).upgrade)] == ["rebuild_table"]
+
+
+VIEWED = {
+    **BASE,
+    **{o.name: o for o in parse_views("zakaz.b_reader: id\nzakaz.z_base: id, d", VIEW, security="DEFINER")},
+}
+QUERIES = {"zakaz.z_base": "SELECT id, d FROM zakaz.t", "zakaz.b_reader": "SELECT id FROM zakaz.z_base"}
+
+
+def named(call: Call) -> str:
+    if call.op == "grant":
+        return f"grant {call.args[0]} on {call.args[1]} to {dict(call.kwargs)['to']}"
+    return f"{call.op} {call.args[0]}"
+
+
+def test_views_come_after_what_they_read_and_go_before_it():
+    p = plan(BASE, VIEWED, desired_queries=QUERIES)
+    assert [named(c) for c in calls(p.upgrade)] == [
+        "create_view zakaz.z_base", "grant SELECT on zakaz.z_base to zakaz_reader", "set_view_security zakaz.z_base",
+        "create_view zakaz.b_reader", "grant SELECT on zakaz.b_reader to zakaz_reader",
+        "set_view_security zakaz.b_reader"]
+    assert [named(c) for c in calls(p.downgrade)] == [
+        "access REVOKE SELECT ON zakaz.b_reader FROM zakaz_reader", "drop_view zakaz.b_reader",
+        "access REVOKE SELECT ON zakaz.z_base FROM zakaz_reader", "drop_view zakaz.z_base"]
+    assert p.downgrade_loses == []
+
+
+def test_new_objects_get_the_grants_of_the_access_rules_and_lose_them_when_dropped():
+    # warehouse.md, Access: zakaz_etl writes zakaz's stg/fact/dim/dm tables; zakaz_reader reads every view.
+    new = {o.name: o for o in parse_tables("""
+zakaz.fact_refunds  MergeTree ORDER BY (id)
+    id  UInt32
+
+zakaz.audit_log  MergeTree ORDER BY (id)
+    id  UInt32
+
+meta.etl_notes  MergeTree ORDER BY (id)
+    id  UInt32
+""") + parse_views("bi.v_refunds: id", VIEW) + parse_views(
+        "meta.mv_refunds MergeTree ORDER BY (id): id", MATERIALIZED_VIEW)}
+    queries = {"bi.v_refunds": "SELECT id FROM zakaz.fact_refunds",
+               "meta.mv_refunds": "SELECT id FROM zakaz.fact_refunds"}
+    p = plan({}, new, desired_queries=queries)
+    assert [named(c) for c in calls(p.upgrade) if c.op in ("grant", "access")] == [
+        "grant INSERT, SELECT on zakaz.fact_refunds to zakaz_etl",
+        "grant SELECT on bi.v_refunds to zakaz_reader",
+        "grant SELECT on meta.mv_refunds to zakaz_reader"]
+    down = [named(c) for c in calls(p.downgrade)]
+    for name, revoke in (("zakaz.fact_refunds", "REVOKE INSERT, SELECT ON zakaz.fact_refunds FROM zakaz_etl"),
+                         ("bi.v_refunds", "REVOKE SELECT ON bi.v_refunds FROM zakaz_reader"),
+                         ("meta.mv_refunds", "REVOKE SELECT ON meta.mv_refunds FROM zakaz_reader")):
+        assert down.index(f"access {revoke}") == down.index(
+            f"drop_{'table_if_exists' if name.startswith('zakaz') else 'view'} {name}") - 1
+    assert not any("audit_log" in line or "etl_notes" in line for line in down if line.startswith("access"))
+
+
+def test_a_changed_view_recreates_its_readers_in_both_directions():
+    desired = changed(VIEWED, "zakaz.z_base", columns=(Column("id", ""), Column("d", ""), Column("s", "")))
+    new_queries = {**QUERIES, "zakaz.z_base": "SELECT id, d, s FROM zakaz.t"}
+    p = plan(VIEWED, desired, current_queries=QUERIES, desired_queries=new_queries)
+    created = [(c.args[0], c.args[1]) for c in calls(p.upgrade) if c.op == "create_view"]
+    assert created == [("zakaz.z_base", "SELECT id, d, s FROM zakaz.t"),
+                       ("zakaz.b_reader", "SELECT id FROM zakaz.z_base")]
+    restored = [(c.args[0], c.args[1]) for c in calls(p.downgrade) if c.op == "create_view"]
+    assert restored == [("zakaz.z_base", "SELECT id, d FROM zakaz.t"),
+                        ("zakaz.b_reader", "SELECT id FROM zakaz.z_base")]
+
+
+def test_a_view_whose_select_is_unknown_is_refused():
+    with pytest.raises(PlanRefused, match=r"^zakaz\.b_reader: its SELECT is not known"):
+        plan(BASE, VIEWED, desired_queries={"zakaz.z_base": QUERIES["zakaz.z_base"]})
+    # Dropping it needs its SELECT too: the downgrade must create it again.
+    with pytest.raises(PlanRefused, match=r"needed by the downgrade"):
+        plan(VIEWED, BASE)
+
+
+def test_view_security_alone():
+    p = plan(VIEWED, changed(VIEWED, "zakaz.z_base", security="INVOKER"), current_queries=QUERIES)
+    assert calls(p.upgrade) == [Call("set_view_security", ("zakaz.z_base", "INVOKER"))]
+    assert calls(p.downgrade) == [Call("set_view_security", ("zakaz.z_base", "DEFINER"),
+                                       (("definer", "zakaz_view_definer"),))]
+
+
+def test_materialized_view_with_rows_is_not_recreated_unless_allowed():
+    mv = {o.name: o for o in parse_views("zakaz.mv SummingMergeTree ORDER BY (d): d, n", MATERIALIZED_VIEW)}
+    old = {**BASE, **mv}
+    queries = {"zakaz.mv": "SELECT d, count() AS n FROM zakaz.t GROUP BY d"}
+    new_queries = {"zakaz.mv": "SELECT d, countIf(id > 0) AS n FROM zakaz.t GROUP BY d"}
+    with pytest.raises(PlanRefused, match=r"^zakaz\.mv: recreating the materialized view \(its SELECT changed\)"):
+        plan(old, old, current_queries=queries, desired_queries=new_queries)
+    p = plan(old, old, allow_loss=True, current_queries=queries, desired_queries=new_queries)
+    assert [c.op for c in calls(p.upgrade)] == ["drop_view", "create_materialized_view"]
+    assert p.upgrade_loses == ["zakaz.mv"] and p.downgrade_loses == ["zakaz.mv"]
+    written_to = changed(old, "zakaz.mv", engine="", order_by="")
+    with pytest.raises(PlanRefused, match=r"written TO a table"):
+        plan(BASE, written_to, desired_queries=queries)
+    # A table it reads changing does not recreate it (its rows stay).
+    retyped = changed(old, "zakaz.t", columns=columns("id UInt32", "d Date", "s String DEFAULT 'x'",
+                                                       "n Nullable(UInt16)"))
+    assert [c.op for c in calls(plan(old, retyped, current_queries=queries).upgrade)] == ["modify_column"]
+
+
+def test_rendered_revision_reads_like_a_hand_written_one():
+    desired = changed(BASE, "zakaz.t", columns=BASE["zakaz.t"].columns + columns("note String DEFAULT ''"))
+    text = render_revision(plan(BASE, desired), message='Add t.note: a """free""" text \\ note',
+                           revision="0014", down_revision="0013")
+    namespace: dict = {}
+    exec(compile(text, "rev", "exec"), namespace)  # noqa: S102 - our own generated text
+    assert namespace["__doc__"].splitlines()[0] == 'Add t.note: a """free""" text \\ note'
+    assert "- add column zakaz.t.note String DEFAULT '' after n" in namespace["__doc__"]
+    assert "Why: TODO" in namespace["__doc__"]
+    assert (namespace["revision"], namespace["down_revision"]) == ("0014", "0013")
+    assert namespace["DOWNGRADE_LOSES"] == ["zakaz.t.note"] and "UPGRADE_LOSES" not in namespace
+    assert """    op.add_column_if_not_exists("zakaz.t", "note String DEFAULT ''", after="n")\n""" in text
+    assert """    op.drop_column_if_exists("zakaz.t", "note")\n""" in text
+    assert all(len(line) <= 110 for line in text.splitlines())
+    with pytest.raises(ValueError):
+        render_revision(plan(BASE, BASE), message="x", revision="0014", down_revision="0013")
+
+
+@pytest.mark.replay
+def test_the_real_chain_at_head_is_the_canonical_schema():
+    head = revision_states().states[-1]
+    views = {n: q for n, q in head.ddl.items() if head.schema[n].kind == VIEW}
+    p = plan(head.schema, CANONICAL, current_queries=views)
+    assert p.empty and p.downgrade == ()
+
+
+def test_a_view_over_an_object_that_does_not_exist_is_refused():
+    with pytest.raises(PlanRefused, match=r"^zakaz\.z_base: reads zakaz\.missing, which the upgraded schema"):
+        plan(BASE, VIEWED, desired_queries={**QUERIES, "zakaz.z_base": "SELECT id, d FROM zakaz.missing AS t"})
+    # A name inside a string is data.
+    quoted = "SELECT id, d, 'zakaz.gone' AS src FROM zakaz.t"
+    p = plan(BASE, VIEWED, desired_queries={**QUERIES, "zakaz.z_base": quoted})
+    assert not p.empty
