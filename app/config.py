@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Mapping
+
+from app.errors import UsageError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EMBEDDED_PATH = PROJECT_ROOT / "var" / "zakaz.chdb"
@@ -22,16 +25,19 @@ SCRIPT_LOCATION = PROJECT_ROOT / "migrations"
 KNOWN_DRIVERS = ("clickhouse+chdb", "clickhouse+native", "clickhouse+http", "clickhouse")
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """A URL or setting that cannot be used; the message is one line."""
 
 
-def resolve_url(explicit: str | None = None) -> str:
-    return explicit or os.environ.get(ENV_URL) or DEFAULT_URL
+def resolve_url(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The database URL: ``explicit``, else ZAKAZ_DATABASE_URL, else the embedded default."""
+    return explicit or (os.environ if environ is None else environ).get(ENV_URL) or DEFAULT_URL
 
 
 def parse_url(url: str):
     """Parse and validate a database URL, with errors that never echo a password."""
+    # Imported here, not at the top: the CLI imports this module, and
+    # `--help` must not pay for SQLAlchemy.
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 

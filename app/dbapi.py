@@ -205,6 +205,8 @@ class _ConnectedEngine:
     """
 
     def __init__(self, path: str):
+        # Imported here, not at the top: `import chdb` takes ~0.4 s (it loads
+        # pyarrow), and app.fastpath imports this module for the lock check alone.
         import chdb
 
         # chDB writes its own "Code: 76 ... Cannot lock file" line to stderr

@@ -16,6 +16,8 @@ from clickhouse_sqlalchemy.drivers.base import (
 )
 from sqlalchemy.pool import SingletonThreadPool
 
+from app import dbapi
+
 
 class ChdbExecutionContext(ClickHouseExecutionContextBase):
     def pre_exec(self):
@@ -32,8 +34,6 @@ class ChdbDialect(ClickHouseDialect):
 
     @classmethod
     def import_dbapi(cls):
-        from app import dbapi
-
         return dbapi
 
     @classmethod

@@ -1,26 +1,34 @@
-"""SQLAlchemy engines for a URL, with connection errors as one clean line."""
+"""SQLAlchemy engines for a URL, with connection errors as one clean line.
+
+SQLAlchemy (and through it clickhouse-sqlalchemy) is imported inside the
+functions that need it: the CLI and app.fastpath import this module, and
+``--help`` and the fast ``status`` must not pay the ~0.3 s it costs.
+"""
 from __future__ import annotations
 
+import os
+import sys
 from contextlib import contextmanager
 
 from app.config import DEFAULT_EMBEDDED_PATH, ConfigError, is_embedded, mask_text, mask_url, parse_url
+from app.errors import UsageError
 from app.sql import clickhouse_error_code, clickhouse_error_message
 
 
-class ConnectionFailed(Exception):
+class ConnectionFailed(UsageError):
     """The database cannot be reached or used; the message is one line, no password."""
 
 
 def _register_chdb() -> None:
     # The entry point in pyproject registers the dialect once installed; this
     # keeps plain `alembic` working from a source checkout that is not.
-    from sqlalchemy.dialects import registry
+    from sqlalchemy.dialects import registry  # start-up time: see the module docstring
 
     registry.register("clickhouse.chdb", "app.dialect", "ChdbDialect")
 
 
 def create_engine(url: str):
-    import sqlalchemy as sa
+    import sqlalchemy as sa  # start-up time: see the module docstring
 
     parsed = parse_url(url)
     if is_embedded(url) and not parsed.query.get("path"):
@@ -56,9 +64,6 @@ def create_engine(url: str):
 def lazy_date_lut() -> None:
     """clickhouse-driver fills a 146,000-entry date table when imported (~70 ms);
     its own CLICKHOUSE_DRIVER_LASY_DATE_LUT setting fills it on demand instead."""
-    import os
-    import sys
-
     if "clickhouse_driver.columns.datecolumn" in sys.modules:
         return
     name = "CLICKHOUSE_DRIVER_LASY_DATE_LUT"  # sic: the driver's spelling

@@ -44,9 +44,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from app import ledger
+from app.dbapi import _locked_by_other_process
+from app.engine import lazy_date_lut
+from app.lock import LOCK_TABLE, live_claims_sql
+from app.sql import quote_literal as q
 from app.config import ALEMBIC_INI, mask_url
 from app.config import script_location as config_script_location
 
@@ -229,9 +233,6 @@ def load_chain() -> Chain | None:
 
 def state_sql(schema: str, *, lock: bool) -> str:
     """The ledger's rows, each with the few facts the judgement needs besides them."""
-    from app.sql import quote_literal as q
-    from app.lock import LOCK_TABLE, live_claims_sql
-
     names = ", ".join(q(n) for n in (ledger.LEDGER_TABLE, ledger.VERSION_VIEW, LOCK_TABLE))
     current = (f"toString(toUInt8(name != {q(ledger.VERSION_VIEW)} OR "
                f"ifNull(formatQueryOrNull(as_select) = formatQueryOrNull({q(ledger.version_select(schema))}), 0)))")
@@ -249,9 +250,8 @@ def state_sql(schema: str, *, lock: bool) -> str:
 
 class _Native:
     def __init__(self, t: Target):
-        from app.engine import lazy_date_lut
-
         lazy_date_lut()
+        # Each transport imports its driver when it is used: only one of them is.
         from clickhouse_driver import Client
 
         self.client = Client(t.host, port=t.port, user=t.user, password=t.password, database=t.database,
@@ -268,6 +268,7 @@ class _Native:
 
 class _Http:
     def __init__(self, t: Target):
+        # Each transport imports its driver when it is used: only one of them is.
         import base64
         import http.client
 
@@ -290,19 +291,16 @@ class _Http:
 
 
 def _quote(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")
 
 
 class _Embedded:
     def __init__(self, t: Target):
-        from app.dbapi import _locked_by_other_process
-
         # A missing folder would be created, a locked one answered with
         # chDB's own noise: the full path says what is wrong instead.
         if not os.path.isdir(os.path.join(t.path, "metadata")) or _locked_by_other_process(t.path):
             raise RuntimeError("not an embedded database this process can open")
+        # Each transport imports its driver when it is used: only one of them is.
         import chdb
 
         self.conn = chdb.connect(t.path)
@@ -353,8 +351,6 @@ def judge(rows: list[dict[str, Any]], chain: Chain, schema: str, *, lock: bool) 
     if not objects.get(ledger.VERSION_VIEW, ("", False))[1]:
         return None  # missing or altered: `upgrade` would re-create it
     if lock:
-        from app.lock import LOCK_TABLE
-
         if LOCK_TABLE not in objects or int(first["_claims"]):
             return None  # no lock table yet, or a deploy is running: it decides
     if ledger.open_problem(rows) is not None:

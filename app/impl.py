@@ -17,10 +17,17 @@ alembic <= 1.14.  What differs from alembic's default implementation:
   skipped instead of executed;
 * every statement is counted per step, so a failure names its index, and a
   test can make the k-th statement of a revision fail;
-* in cluster mode (``self.cluster``, set by app.runtime) every statement is
-  rewritten by ``app.cluster.rewrite`` here, the one place all revision DDL
-  passes through, online and offline; a distributed DDL timeout (code 159)
-  is re-raised naming the hosts that did not finish.
+* the ClickHouse operations (app.operations, registered on import here) are
+  rendered for this run's placement (``self.placement``: the cluster, if
+  any, and the URL's database) and run through ``run_rendered``; the
+  operations a step ran are kept, in order, in ``self.operations`` (online
+  and offline, reset per step by app.runtime): what lint and cluster code
+  read instead of the SQL text;
+* in cluster mode (``self.cluster``, set by app.runtime) raw SQL (``op.run``,
+  ``op.access``, ``op.execute``) and alembic's own operations are placed on
+  the cluster by ``app.cluster_rewrite``, which refuses DDL it does not
+  know; a distributed DDL timeout (code 159) is re-raised naming the hosts
+  that did not finish.
 """
 from __future__ import annotations
 
@@ -35,6 +42,9 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.schema import CreateTable, DropTable, ExecutableDDLElement
 
 from app import cluster as cluster_mode
+from app.cluster_rewrite import rewrite
+from app import operations  # noqa: F401 - registers the ClickHouse operations on alembic's Operations
+from app.operations.render import Placement
 from app.sql import clickhouse_error_code
 
 ACCESS_STATEMENT = re.compile(
@@ -47,6 +57,18 @@ DATABASE_STATEMENT = re.compile(r"^\s*(CREATE|DROP|ATTACH|DETACH)\s+DATABASE\b",
 
 class InjectedFailure(Exception):
     """Raised instead of a statement chosen by a failure-injection test."""
+
+
+class _Rendered(TextClause):
+    """A statement an operation rendered for this run's placement: run as it is, never rewritten."""
+
+    inherit_cache = True
+
+
+def _escaped(sql: str) -> str:
+    # alembic wraps strings in text(), which reads ":name" as a bind
+    # parameter; ClickHouse SQL has none, so every colon is literal.
+    return sql.strip().replace(":", "\\:")
 
 
 class _PercentByParamstyle:
@@ -87,7 +109,17 @@ class ClickHouseImpl(DefaultImpl):
     def reset_step(self, revision: str | None = None) -> None:
         self.statements = 0
         self.skipped: list[str] = []
+        # The ClickHouse operations (app.operations.definitions) this step
+        # ran, in order: what it does as data, online and offline.
+        self.operations: list = []
         self.current_revision = revision
+
+    def record(self, operation) -> None:
+        self.operations.append(operation)
+
+    @property
+    def placement(self) -> Placement:
+        return Placement(self.cluster, self.default_database)
 
     @property
     def is_embedded(self) -> bool:
@@ -111,7 +143,7 @@ class ClickHouseImpl(DefaultImpl):
             raise InjectedFailure(
                 f"injected failure at statement {self.statements} of {self.current_revision}"
             )
-        if self.cluster is not None:
+        if self.cluster is not None and not isinstance(construct, _Rendered):
             construct = self._for_cluster(construct)
         sql = construct.text if isinstance(construct, TextClause) else (
             construct if isinstance(construct, str) else None
@@ -126,18 +158,29 @@ class ClickHouseImpl(DefaultImpl):
                     and clickhouse_error_code(exc) == cluster_mode.DISTRIBUTED_DDL_TIMEOUT):
                 raise cluster_mode.explain_ddl_timeout(self.connection, self.cluster, exc, sql) from exc
             raise
-        if (self.cluster is not None and not self.as_sql and sql is not None
-                and DATABASE_STATEMENT.match(sql)):
-            # A revision may create a database with ENGINE = Replicated: the
-            # statements after it must know (they take no ON CLUSTER).
-            self.cluster = self.cluster.with_replicated_databases(
-                cluster_mode.replicated_databases(self.connection))
+        if sql is not None and not isinstance(construct, _Rendered) and DATABASE_STATEMENT.match(sql):
+            self.refresh_replicated_databases()
         return result
 
+    def run_rendered(self, sql: str) -> None:
+        """Run a statement an operation rendered (counted, injectable, skipped if access on chDB)."""
+        self._exec(_Rendered(_escaped(sql)))
+
+    def run_raw(self, sql: str) -> None:
+        """Run SQL as written in a revision; in cluster mode app.cluster_rewrite places it."""
+        self._exec(text(_escaped(sql)))
+
+    def refresh_replicated_databases(self) -> None:
+        """After a database is created or dropped: it may use ENGINE = Replicated, and the
+        statements after it must know (they take no ON CLUSTER)."""
+        if self.cluster is not None and not self.as_sql:
+            self.cluster = self.cluster.with_replicated_databases(
+                cluster_mode.replicated_databases(self.connection))
+
     def _for_cluster(self, construct: Any) -> Any:
-        """The statement as it must run on the cluster (see app.cluster)."""
+        """Raw SQL or an alembic construct as it must run on the cluster (see app.cluster_rewrite)."""
         if isinstance(construct, TextClause):
-            # app.operations escapes ":" (alembic's text() reads ":name" as a
+            # run_raw escapes ":" (alembic's text() reads ":name" as a
             # bind parameter); rewrite the plain SQL, then escape again.
             sql = construct.text.replace("\\:", ":")
         elif isinstance(construct, str):
@@ -147,7 +190,7 @@ class ClickHouseImpl(DefaultImpl):
             sql = str(construct.compile(dialect=self.dialect))
         else:
             return construct  # INSERT / SELECT constructs run on this node and replicate
-        rewritten = cluster_mode.rewrite(sql, self.cluster, default_database=self.default_database)
+        rewritten = rewrite(sql, self.cluster, default_database=self.default_database)
         if rewritten == sql and not isinstance(construct, ExecutableDDLElement):
             return construct
         return text(rewritten.replace(":", "\\:"))

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import cluster as cluster_mode
+from app import insert_order
+from app.errors import UsageError
+from app.lock import LOCK_TABLE, lock_ddl
 from app.sql import quote_literal
 
 LEDGER_TABLE = "zakaz_schema_ledger"
@@ -48,7 +51,7 @@ COLUMNS = {
 }
 
 
-class LedgerError(Exception):
+class LedgerError(UsageError):
     """The ledger is missing, altered or unreadable."""
 
 
@@ -100,8 +103,6 @@ def ensure(conn, schema: str, cluster: "cluster_mode.Cluster | None" = None, *, 
     a node has not got them yet (a host added later): then everything is
     created ON CLUSTER again, which needs every host up.
     """
-    from app.lock import LOCK_TABLE, lock_ddl  # app.lock imports this module
-
     state = _preamble_state(conn, schema, cluster, LOCK_TABLE)
     objects = state["objects"]
     if LEDGER_TABLE in objects:
@@ -208,20 +209,16 @@ def check_structure(conn, schema: str, columns: dict[str, str] | None = None) ->
         )
 
 
-# Rows are ordered by ``seq``, the ledger's previous maximum plus one, taken
-# by the server as the row is inserted (``insert_sql``).  A clock would not
-# do: deploy hosts' clocks differ, and a row stamped by a clock running ahead
-# outranked every later row, pinning the version.  Writers are serialised
-# (the deploy lock on a server, chDB's directory lock embedded), so max + 1
-# cannot be taken twice.  A seq this high was not written by zakaz-schema
+# Rows are ordered by ``seq``, taken by the server as the row is inserted
+# (app.insert_order, ``insert_sql``).  A seq this high was not written by zakaz-schema
 # (clock-based seqs of old ledgers are about 1.8e18): adding to it would wrap
 # a UInt64, so writers refuse (``check_order``).
 SEQ_LIMIT = 2 ** 63
 
 
-def next_seq_sql(schema: str, table: str = LEDGER_TABLE, offset: int = 1) -> str:
-    """The expression giving the ``offset``-th row of an INSERT its seq (also app.lock's claims)."""
-    return f"(SELECT max(seq) FROM {schema}.{table}) + {offset}"
+def next_seq_sql(schema: str, offset: int = 1) -> str:
+    """The expression giving the ``offset``-th row of a ledger INSERT its seq."""
+    return insert_order.next_seq_sql(schema, LEDGER_TABLE, offset)
 
 
 def check_order(rows: list[dict[str, Any]], schema: str = "default") -> None:
@@ -276,6 +273,8 @@ def _os_user() -> str:
 
 @functools.cache
 def _tool_version() -> str:
+    # Imported here, not at the top: importlib.metadata costs ~10 ms and
+    # app.fastpath imports this module to read the ledger, never to write it.
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -31,15 +31,16 @@ import uuid
 from contextlib import contextmanager
 
 from app import cluster as cluster_mode
+from app.errors import UsageError
 from app.sql import quote_literal
-from app.ledger import next_seq_sql
+from app.insert_order import next_seq_sql
 
 LOCK_TABLE = "zakaz_schema_lock"
 DEFAULT_WAIT_SECONDS = 60.0
 DEFAULT_TTL_SECONDS = 900.0
 
 
-class LockTimeout(Exception):
+class LockTimeout(UsageError):
     """Another deploy holds the lock for longer than we were told to wait."""
 
 

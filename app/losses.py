@@ -1,8 +1,15 @@
-"""What a step would delete, counted from ClickHouse's own system tables.
+"""What a step deletes: declared against what it does, and counted from ClickHouse's own system tables.
 
-Used twice: by app.runtime before a run (and again before each step), from
-what a dry run of the steps says they drop and what the revisions declare;
-and by the drop operations (app.operations) right before their statement,
+One declared-vs-actual check for both directions: a revision declares what
+its upgrade (``UPGRADE_LOSES``) and downgrade (``DOWNGRADE_LOSES``) drop with
+their data, ``db.table`` or ``db.table.column``; ``schema_losses`` says what a
+step dropped, from the schema before and after it; ``check_declared`` holds
+one against the other.  Lint and adopt use it (and the drill's downgrade
+check is the same comparison).
+
+The counting is used twice: by app.runtime before a run (and again before
+each step), from what a dry run of the steps says they drop and what the
+revisions declare; and by the drop operations (app.operations) right before their statement,
 because rows can arrive while a run goes on.  Nothing that holds rows is
 dropped without ``--allow-data-loss``, declared or not, and neither is
 anything in a database being dropped that no revision of the chain created
@@ -10,15 +17,24 @@ anything in a database being dropped that no revision of the chain created
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
 
-from app.sql import quote_literal
+from app.errors import CheckFailed
+from app.schema import MATERIALIZED_VIEW, TABLE, Schema
+from app.sql import in_list, quote_name
+from app.types import type_change
+
+UPGRADE, DOWNGRADE = "upgrade", "downgrade"
+DECLARATIONS = {UPGRADE: "UPGRADE_LOSES", DOWNGRADE: "DOWNGRADE_LOSES"}
+# What a step can lose, by how it loses it.
+DROP, NARROWING, RECREATE = "drop", "narrowing", "recreate"
 
 # More than this many objects in one message are summarised.
 LISTED = 10
 
 
-class DataLossRefused(Exception):
+class DataLossRefused(CheckFailed):
     """A drop would delete rows (or objects) nobody allowed it to delete; nothing was dropped."""
 
 
@@ -46,11 +62,10 @@ def stored(conn, databases: list[str], names: list[str] | None = None) -> dict[s
     """
     if not databases:
         return {}
-    where = f"database IN ({', '.join(quote_literal(d) for d in sorted(set(databases)))})"
+    where = f"database IN ({in_list(set(databases))})"
     if names is not None:
         # Inner tables too: a materialized view's rows are there.
-        tables = ", ".join(quote_literal(n.split(".", 1)[1]) for n in sorted(set(names))) or "''"
-        where += f" AND (name IN ({tables}) OR startsWith(name, '.inner'))"
+        where += f" AND (name IN ({in_list({n.split('.', 1)[1] for n in names})}) OR startsWith(name, '.inner'))"
     rows = conn.exec_driver_sql(
         "SELECT database, name, engine, total_rows, has_own_data, toString(uuid) "
         f"FROM system.tables WHERE {where} AND NOT is_temporary"
@@ -73,7 +88,7 @@ def stored(conn, databases: list[str], names: list[str] | None = None) -> dict[s
         elif total is not None:
             out[full] = Stored(full, "table", int(total))
         elif own:
-            count = conn.exec_driver_sql(f"SELECT count() FROM `{db}`.`{name}`").scalar()
+            count = conn.exec_driver_sql(f"SELECT count() FROM {quote_name(full)}").scalar()
             out[full] = Stored(full, "table", int(count))
         else:
             out[full] = Stored(full, f"{engine} table", None)
@@ -90,8 +105,8 @@ def rows_at_risk(conn, objects: list[str]) -> dict[str, int]:
     columns = [o for o in objects if o.count(".") >= 2]
     present: set[str] = set()
     if columns:
-        dbs = ", ".join(quote_literal(o.split(".")[0]) for o in columns)
-        names = ", ".join(quote_literal(o.split(".")[1]) for o in columns)
+        dbs = in_list({o.split(".")[0] for o in columns})
+        names = in_list({o.split(".")[1] for o in columns})
         present = {f"{db}.{t}.{c}" for db, t, c in conn.exec_driver_sql(
             f"SELECT database, table, name FROM system.columns WHERE database IN ({dbs}) AND table IN ({names})"
         ).all()}
@@ -115,3 +130,99 @@ def listing(items: list[str]) -> str:
     if len(items) <= LISTED:
         return ", ".join(items)
     return ", ".join(items[:LISTED]) + f" and {len(items) - LISTED} more"
+
+
+# --- declared against actual ------------------------------------------------
+
+def declared(module, direction: str) -> list[str]:
+    """What a revision module declares its ``direction`` step drops with its data."""
+    return list(getattr(module, DECLARATIONS[direction], ()) or ())
+
+
+def covers(declarations: Iterable[str], target: str) -> bool:
+    """Whether a declaration names ``target`` (``db.table[.column]``) or the table it is in."""
+    return any(target == d or target.startswith(d + ".") for d in declarations)
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One thing a step dropped with its data."""
+
+    kind: str     # DROP, NARROWING or RECREATE
+    target: str   # "db.table" or "db.table.column"
+    message: str  # what happened to it, for a report
+
+
+def holds_rows(obj) -> bool:
+    """A table, or a materialized view with storage of its own (not one written TO a table)."""
+    return obj is not None and (obj.kind == TABLE or (obj.kind == MATERIALIZED_VIEW and bool(obj.engine)))
+
+
+def schema_losses(before: Schema, after: Schema, *, replaced: Iterable[str] = (),
+                  copies: Mapping[str, Sequence[str] | None] | None = None) -> list[Loss]:
+    """What a step lost, from the schema before and after it.
+
+    ``replaced``: objects created anew by the step (their uuid changed);
+    ``copies``: the replaced tables whose rows the step copied into the new
+    one, with the columns copied (None: all).  A replaced table without a
+    copy lost its rows; a copy without a column lost that column's values.
+    """
+    replaced, copies = set(replaced), copies or {}
+    out = []
+    for name, obj in sorted(before.items()):
+        if not holds_rows(obj):
+            continue
+        new = after.get(name)
+        what = "materialized view" if obj.kind == MATERIALIZED_VIEW else "table"
+        if new is None or new.kind != obj.kind:
+            out.append(Loss(DROP, name, f"drops {what} {name} with its rows"))
+            continue
+        if name in replaced and name not in copies:
+            changes = [label for label, a, b in (
+                ("engine", obj.engine, new.engine), ("ORDER BY", obj.order_by, new.order_by),
+                ("PARTITION BY", obj.partition_by, new.partition_by)) if a != b]
+            how = f"changes {'/'.join(changes)} by creating it anew" if changes else "drops and creates it again"
+            out.append(Loss(RECREATE, name, f"{how} without copying its rows ({what} {name})"))
+            continue
+        copied = copies.get(name) if name in replaced else None
+        for col in obj.columns:
+            got = new.column(col.name)
+            target = f"{name}.{col.name}"
+            if got is None:
+                out.append(Loss(DROP, target, f"drops column {target} with its values"))
+            elif copied is not None and col.name not in copied:
+                out.append(Loss(DROP, target, f"rebuilds {name} without copying column {col.name} "
+                                              "(its values are reset)"))
+            elif obj.kind == TABLE and not type_change(col.type, got.type).keeps_every_value:
+                out.append(Loss(NARROWING, target, f"changes {target} from {col.type} to {got.type}, "
+                                                   "which cannot hold every old value"))
+    return out
+
+
+@dataclass
+class LossCheck:
+    """A step's losses held against its declaration."""
+
+    declared: list[Loss] = field(default_factory=list)    # lost, and declared
+    undeclared: list[Loss] = field(default_factory=list)  # lost, and not declared
+    unused: list[str] = field(default_factory=list)       # declared, and not lost
+
+    @property
+    def ok(self) -> bool:
+        return not self.undeclared
+
+
+def check_declared(declarations: Sequence[str], lost: Sequence[Loss]) -> LossCheck:
+    """Each loss declared or not; each declaration used or not.
+
+    A declaration of a table is used by the loss of one of its columns, and
+    one of a column by the loss of its table.
+    """
+    check = LossCheck()
+    for loss in lost:
+        (check.declared if covers(declarations, loss.target) else check.undeclared).append(loss)
+    for d in declarations:
+        if not any(loss.target == d or loss.target.startswith(d + ".") or d.startswith(loss.target + ".")
+                   for loss in lost):
+            check.unused.append(d)
+    return check

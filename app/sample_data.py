@@ -1,4 +1,4 @@
-"""Seeded, sized sample rows for the Zakaz warehouse, and content fingerprints.
+"""Seeded, sized sample rows for the Zakaz warehouse (content fingerprints: ``app.fingerprint``).
 
 Used by rollback drills, smoke checks, tests and benchmarks.  The generator
 reads the live schema (the columns differ by revision) and fills every base
@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from app.sql import quote_literal
-from app.schema import unwrap_type
+from app.canonical import MANAGED_DATABASES
+from app.schema import TABLE, unwrap_type
+from app.snapshot import Snapshot, take_snapshot
+from app.sql import quote_identifier, quote_literal, quote_name
 
-DATABASES = ("zakaz", "meta", "bi")
-LEDGER_TABLE = "zakaz_schema_ledger"
-NOT_BASE_ENGINES = ("View", "MaterializedView", "LiveView", "WindowView", "Dictionary")
+# How a snapshot's column DEFAULT names a kind other than DEFAULT.
+_OTHER_KINDS = ("MATERIALIZED ", "ALIAS ", "EPHEMERAL")
 # Engines that collapse rows with equal sorting keys: on merge, and already on
 # INSERT (optimize_on_insert=1 is the default), so sample keys must be unique.
 COLLAPSING = ("Replacing", "Collapsing", "Summing", "Aggregating", "Graphite")
@@ -91,42 +92,24 @@ class Table:
 
 # --- schema -----------------------------------------------------------------
 
-def _q(name: str) -> str:
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
-def _qt(table: str) -> str:
-    db, name = table.split(".", 1)
-    return f"{_q(db)}.{_q(name)}"
-
-
-def _exec(conn, sql: str):
-    return conn.exec_driver_sql(sql)
+def tables_of(snap: Snapshot) -> dict[str, Table]:
+    """The snapshot's base tables with their columns, as the generator reads them."""
+    tables: dict[str, Table] = {}
+    for name, obj in snap.schema.items():
+        # Dictionaries, live and window views are no tables to fill.
+        if obj.kind != TABLE or not snap.creates.get(name, "").startswith("CREATE TABLE"):
+            continue
+        table = tables[name] = Table(name, obj.engine, _key_columns(obj.order_by))
+        for col in obj.columns:
+            kind = col.default.split(" ", 1)[0] if col.default.startswith(_OTHER_KINDS) else \
+                ("DEFAULT" if col.default else "")
+            table.columns.append((col.name, col.type, kind))
+    return tables
 
 
 def base_tables(conn) -> dict[str, Table]:
-    """Base tables of zakaz, meta and bi with their columns: one query."""
-    dbs = ", ".join(quote_literal(d) for d in DATABASES)
-    not_base = ", ".join(quote_literal(e) for e in NOT_BASE_ENGINES)
-    rows = _exec(conn, f"""
-        SELECT t.database, t.name, t.engine, t.sorting_key, c.name, c.type, c.default_kind
-        FROM system.columns AS c
-        INNER JOIN
-        (
-            SELECT database, name, engine, sorting_key FROM system.tables
-            WHERE database IN ({dbs}) AND engine NOT IN ({not_base})
-              AND NOT startsWith(name, '.inner') AND name != {quote_literal(LEDGER_TABLE)}
-              AND NOT is_temporary
-        ) AS t ON c.database = t.database AND c.table = t.name
-        ORDER BY t.database, t.name, c.position
-    """).fetchall()
-    tables: dict[str, Table] = {}
-    for db, name, engine, sorting_key, col, ctype, kind in rows:
-        key = f"{db}.{name}"
-        if key not in tables:
-            tables[key] = Table(key, engine, _key_columns(sorting_key))
-        tables[key].columns.append((col, ctype, kind))
-    return tables
+    """Base tables of zakaz, meta and bi with their columns (``tables_of`` a fresh snapshot)."""
+    return tables_of(take_snapshot(conn, MANAGED_DATABASES))
 
 
 def _split_top(text: str) -> list[str]:
@@ -427,18 +410,20 @@ def _make_keys_unique(table: Table, columns: list[tuple[str, str]], rows: list[l
 # --- public API ----------------------------------------------------------------
 
 def load_sample(conn, rows_per_table: int = 50, seed: int = 0, tables: list[str] | None = None,
-                today: dt.date | None = None) -> dict[str, int]:
+                today: dt.date | None = None, snapshot: Snapshot | None = None) -> dict[str, int]:
     """Insert ``rows_per_table`` sample rows into every base table (or ``tables``).
 
     One INSERT per table.  ``today`` defaults to the local date; rows are
-    deterministic for a given seed and day.  Returns rows inserted per "db.table".
+    deterministic for a given seed and day.  ``snapshot``: the database as
+    the caller just read it, else it is read here.  Returns rows inserted
+    per "db.table".
     """
     today = today or dt.date.today()
-    schema = base_tables(conn)
+    schema = tables_of(snapshot) if snapshot is not None else base_tables(conn)
     if tables is not None:
         unknown = sorted(set(tables) - set(schema))
         if unknown:
-            raise ValueError(f"not a base table of {', '.join(DATABASES)}: {', '.join(unknown)}")
+            raise ValueError(f"not a base table of {', '.join(MANAGED_DATABASES)}: {', '.join(unknown)}")
         schema = {name: schema[name] for name in tables}
     events = _events(rows_per_table, seed)
     inserted = {}
@@ -448,52 +433,7 @@ def load_sample(conn, rows_per_table: int = 50, seed: int = 0, tables: list[str]
             continue
         columns, rows = _rows_for(table, rows_per_table, seed, today, events)
         values = ",\n".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows)
-        _exec(conn, f"INSERT INTO {_qt(name)} ({', '.join(_q(c) for c in columns)}) VALUES\n{values}")
+        conn.exec_driver_sql(
+            f"INSERT INTO {quote_name(name)} ({', '.join(quote_identifier(c) for c in columns)}) VALUES\n{values}")
         inserted[name] = len(rows)
     return inserted
-
-
-def _fingerprint_sql(table: str, columns: list[str]) -> str:
-    # toString makes the checksum about content, not representation: a value
-    # hashes the same as String or UUID, Nullable or not, LowCardinality or
-    # not.  cityHash64 is NULL if any argument is NULL, hence the ifNull.
-    # sum() wraps around in UInt64 and, unlike groupBitXor, counts duplicates.
-    if columns:
-        args = ", ".join(f"ifNull(toString({_q(c)}), '<NULL>')" for c in columns)
-        checksum = f"toString(sum(cityHash64({args})))"
-    else:
-        checksum = "'0'"
-    return f"SELECT {quote_literal(table)}, count(), {checksum} FROM {_qt(table)}"
-
-
-def table_fingerprint(conn, table: str, columns: list[str] | None = None) -> tuple[int, str]:
-    """(row count, order-independent checksum of ``columns``, default all) of "db.table"."""
-    if columns is None:
-        db, name = table.split(".", 1)
-        columns = [c for (c,) in _exec(conn, (
-            f"SELECT name FROM system.columns WHERE database = {quote_literal(db)} "
-            f"AND table = {quote_literal(name)} AND default_kind != 'ALIAS' ORDER BY position"
-        )).fetchall()]
-        if not columns:
-            raise ValueError(f"table {table} does not exist or has no columns")
-    _, count, checksum = _exec(conn, _fingerprint_sql(table, columns)).fetchone()
-    return int(count), str(checksum)
-
-
-def fingerprints(conn, columns_by_table: dict[str, list[str]] | None = None) -> dict[str, tuple[int, str]]:
-    """Fingerprints of every base table of zakaz, meta and bi: two queries in all.
-
-    ``columns_by_table`` narrows the columns of the tables it names (e.g. to
-    those a downgrade keeps); other tables use all their stored columns.
-    """
-    columns_by_table = columns_by_table or {}
-    selects = []
-    for name, table in base_tables(conn).items():
-        columns = columns_by_table.get(name)
-        if columns is None:
-            columns = [c for c, _, kind in table.columns if kind != "ALIAS"]
-        selects.append(_fingerprint_sql(name, columns))
-    if not selects:
-        return {}
-    rows = _exec(conn, "\nUNION ALL\n".join(selects)).fetchall()
-    return {name: (int(count), str(checksum)) for name, count, checksum in rows}

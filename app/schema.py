@@ -1,6 +1,6 @@
-"""The schema as plain data, and a snapshot of a live database in that form.
+"""The schema as plain data, and how ClickHouse's printed definitions normalise into it.
 
-Both the canonical schema (``app.canonical``) and a live snapshot are a
+Both the canonical schema (``app.canonical``) and a live snapshot (``app.snapshot``) are a
 ``Schema``: objects keyed by ``"db.name"``, with their columns, engine and keys
 in one normalised text form, so comparing them is plain equality.  ClickHouse
 24.8 and 26.x print the same definitions differently (measured on chDB 2.1.1 =
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
 
-from app.cluster import logical_engine
 
 TABLE = "table"
 VIEW = "view"
@@ -52,7 +50,7 @@ class DbObject:
     # How a view runs: "DEFINER" (with its definer's rights), "INVOKER" (with
     # its reader's) or "NONE".  '' for tables, and in an expectation that
     # does not state it.  The definer's name is not here: on the embedded
-    # engine there are no named users (see app.verify.definer_findings).
+    # engine there are no named users (see app.schema_check.definer_findings).
     security: str = ""
 
     @property
@@ -72,6 +70,11 @@ class DbObject:
 
 
 Schema = dict[str, DbObject]
+
+# The migration tool's own objects (app.ledger's table and view, app.lock's
+# table): beside the warehouse, never part of it.  Spelled out here so the
+# pure modules need not import the modules that write them.
+BOOKKEEPING_NAMES = ("zakaz_schema_ledger", "alembic_version", "zakaz_schema_lock")
 
 _OTHER_DEFAULT_KINDS = ("MATERIALIZED", "ALIAS", "EPHEMERAL")
 
@@ -249,90 +252,6 @@ def split_engine_full(engine_full: str) -> dict[str, str]:
     return parts
 
 
-# --- live snapshot -------------------------------------------------------------
-
-_INNER_PREFIXES = (".inner_id.", ".inner.")
-
-
-def _in_list(databases: Iterable[str]) -> tuple[str, dict[str, str]]:
-    # One placeholder per name: every driver renders scalars the same way,
-    # while a list parameter becomes an array on chDB and a tuple elsewhere.
-    params = {f"db{i}": d for i, d in enumerate(databases)}
-    return ", ".join(f"%({k})s" for k in params), params
-
-
-def _kind(engine: str) -> str:
-    if engine == "View":
-        return VIEW
-    if engine == "MaterializedView":
-        return MATERIALIZED_VIEW
-    return TABLE
-
-
-def snapshot_schema(conn, databases: Iterable[str] = ("zakaz", "meta", "bi")) -> Schema:
-    """Every table, view and materialized view in ``databases``, normalised.
-
-    Two queries in all (system.tables, system.columns), whatever the number
-    of objects.  The inner storage table of a materialized view is not an
-    object of its own: its engine and keys are reported on the view.
-    """
-    placeholders, params = _in_list(databases)
-    if not params:
-        return {}
-    tables = conn.exec_driver_sql(
-        "SELECT database, name, toString(uuid), engine, engine_full, sorting_key, partition_key, "
-        "if(engine IN ('View', 'MaterializedView'), create_table_query, '') "
-        f"FROM system.tables WHERE database IN ({placeholders})",
-        params,
-    ).all()
-    columns = conn.exec_driver_sql(
-        "SELECT database, table, name, type, default_kind, default_expression "
-        f"FROM system.columns WHERE database IN ({placeholders}) "
-        "ORDER BY database, table, position",
-        params,
-    ).all()
-
-    columns_of: dict[str, list[Column]] = {}
-    for database, table, name, type_, default_kind, default_expression in columns:
-        default = normalise_expression(default_expression)
-        if default_kind and default_kind != "DEFAULT":
-            default = f"{default_kind} {default}".strip()
-        columns_of.setdefault(f"{database}.{table}", []).append(
-            Column(name, normalise_type(type_), default)
-        )
-
-    rows = {f"{r[0]}.{r[1]}": r for r in tables}
-    schema: Schema = {}
-    for full_name in sorted(rows):
-        database, name, uuid, engine = rows[full_name][:4]
-        if name.startswith(_INNER_PREFIXES):
-            continue
-        kind = _kind(engine)
-        storage = rows[full_name]
-        if kind == VIEW:
-            storage = None
-        elif kind == MATERIALIZED_VIEW:
-            # Atomic databases name the storage after the view's uuid, Ordinary
-            # ones (old servers) after the view's name; a view written TO an
-            # existing table has neither and no storage of its own.
-            storage = rows.get(f"{database}..inner_id.{uuid}") or rows.get(f"{database}..inner.{name}")
-        engine_full, sorting_key, partition_key = storage[4:7] if storage else ("", "", "")
-        clauses = split_engine_full(engine_full)
-        schema[full_name] = DbObject(
-            name=full_name,
-            kind=kind,
-            columns=tuple(columns_of.get(full_name, ())),
-            # A cluster deploy makes engines Replicated: same table, compared as such.
-            engine=logical_engine(clauses["ENGINE"]),
-            order_by=normalise_key(sorting_key),
-            partition_by=normalise_key(partition_key),
-            # system.tables has no TTL column: engine_full is the only source.
-            ttl=normalise_expression(clauses.get("TTL", "")),
-            security=view_security(rows[full_name][7], kind),
-        )
-    return schema
-
-
 # The clause sits before a view's AS (after its column list, or after a
 # materialized view's storage); the first match is that one, since a string
 # in the query comes later.
@@ -363,6 +282,34 @@ def view_definer(create_table_query: str) -> str | None:
     """The ``DEFINER = name`` of a view's CREATE statement, unquoted, or None."""
     m = _SQL_SECURITY.search(create_table_query or "")
     return m.group(1).strip("`") if m and m.group(1) else None
+
+
+# The MergeTree engines, whose Replicated counterparts a cluster deploy uses.
+MERGE_TREE_FAMILY = re.compile(
+    r"^(Replacing|Summing|Aggregating|Collapsing|VersionedCollapsing|Graphite|Coalescing)?MergeTree$"
+)
+_STRING_LITERAL = re.compile(r"^'(?:[^'\\]|\\.|'')*'$", re.S)
+
+
+def logical_engine(engine: str) -> str:
+    """``ReplicatedReplacingMergeTree('/p', '{replica}', _ver)`` -> ``ReplacingMergeTree(_ver)``.
+
+    Replication is how a table is deployed, not what it is: the canonical
+    schema and frozen revision checks compare the logical engine.
+    """
+    m = re.match(r"^Replicated(\w*MergeTree)\s*(?:\((.*)\))?\s*$", engine or "", re.S)
+    if not m or not MERGE_TREE_FAMILY.match(m.group(1)):
+        return engine
+    args = m.group(2) or ""
+    commas = [i for i, ch, depth in _scan(args) if ch == "," and depth == 0]
+    # The Keeper path and replica name are the first two arguments when both are strings.
+    ends = commas + [len(args)]
+    if (len(ends) >= 2 and _STRING_LITERAL.match(args[:ends[0]].strip())
+            and _STRING_LITERAL.match(args[ends[0] + 1:ends[1]].strip())):
+        rest = args[ends[1] + 1:].strip() if len(ends) > 2 else ""
+    else:
+        rest = args.strip()
+    return m.group(1) + (f"({rest})" if rest else "")
 
 
 # --- the written form (app.canonical, and revisions that freeze a schema) ---

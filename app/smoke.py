@@ -19,17 +19,22 @@ mixed with real ones would prove nothing, and real ones must not get samples.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-VIEW_ENGINES = ("View", "MaterializedView")
-WAREHOUSE_DATABASES = ("zakaz", "meta", "bi")
+from app.canonical import MANAGED_DATABASES
+from app.config import mask_url
+from app.engine import connect
+from app.errors import UsageError
+from app.replay import given_or_scratch, upgrade_to
+from app.sample_data import DAYS, load_sample
+from app.schema import TABLE
+from app.snapshot import take_snapshot
+from app.sql import clickhouse_error_message
 
 
-class SmokeRefused(Exception):
+class SmokeRefused(UsageError):
     """The database given cannot be used for smoke checks; nothing was changed."""
 
 
@@ -63,12 +68,6 @@ class SmokeReport:
         return {"ok": self.ok, "url": self.url, "rows_per_table": self.rows_per_table, "seed": self.seed,
                 "seconds": round(self.seconds, 3), "checks": [asdict(c) for c in self.checks],
                 "failed": [c.name for c in self.failed]}
-
-
-def _one_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or getattr(exc, "__cause__", None) or exc
-    text = str(orig).strip()
-    return " ".join(text.splitlines()[0].split()) if text else type(orig).__name__
 
 
 def _rows(conn, sql: str) -> list[tuple]:
@@ -109,8 +108,6 @@ FRESHNESS_SOURCES = {
 
 
 def check_freshness(conn) -> tuple[bool, str]:
-    from app.sample_data import DAYS
-
     today = conn.exec_driver_sql("SELECT today()").scalar()
     rows = {r[0]: r for r in _rows(conn, (
         "SELECT source, table_name, latest_date, days_behind, total_rows FROM zakaz.v_qtickets_freshness"))}
@@ -206,13 +203,8 @@ INVARIANTS: list[tuple[str, Callable[[Any], tuple[bool, str]]]] = [
 
 def _refuse_if_rows(conn) -> None:
     """A given database must have no rows in the warehouse tables."""
-    from app.sql import quote_literal
-
-    dbs = ", ".join(quote_literal(d) for d in WAREHOUSE_DATABASES)
-    engines = ", ".join(quote_literal(e) for e in VIEW_ENGINES)
-    held = _rows(conn, (
-        f"SELECT database || '.' || name, total_rows FROM system.tables WHERE database IN ({dbs}) "
-        f"AND engine NOT IN ({engines}) AND total_rows > 0 ORDER BY name LIMIT 3"))
+    snap = take_snapshot(conn, MANAGED_DATABASES)
+    held = sorted((name, rows) for name, rows in snap.total_rows.items() if rows)[:3]
     if held:
         listing = ", ".join(f"{name} ({rows} rows)" for name, rows in held)
         raise SmokeRefused(f"the database already holds rows ({listing}); smoke checks load sample rows "
@@ -220,17 +212,15 @@ def _refuse_if_rows(conn) -> None:
 
 
 def _select_every_view(conn, report: SmokeReport) -> None:
-    dbs = ", ".join(f"'{d}'" for d in WAREHOUSE_DATABASES)
-    views = _rows(conn, (
-        f"SELECT database || '.' || name FROM system.tables WHERE database IN ({dbs}) "
-        "AND engine IN ('View', 'MaterializedView') ORDER BY database, name"))
+    views = sorted(name for name, obj in take_snapshot(conn, MANAGED_DATABASES).schema.items()
+                   if obj.kind != TABLE)
     if not views:
         report.checks.append(Check("select every view", False, "no view found in zakaz, meta or bi"))
-    for (name,) in views:
+    for name in views:
         try:
             count = conn.exec_driver_sql(f"SELECT count() FROM {name}").scalar()
         except Exception as exc:
-            report.checks.append(Check(f"select {name}", False, _one_line(exc)))
+            report.checks.append(Check(f"select {name}", False, clickhouse_error_message(exc)))
             continue
         detail = f"{count} row{'s' if count != 1 else ''}" if count else "no rows from the sample"
         report.checks.append(Check(f"select {name}", bool(count), detail))
@@ -239,29 +229,17 @@ def _select_every_view(conn, report: SmokeReport) -> None:
 def run_smoke_checks(url: str | None = None, *, rows_per_table: int = 50, seed: int = 0,
                      script_location: str | None = None) -> SmokeReport:
     """Upgrade ``url`` (default: a scratch embedded database) to head, load the sample, check."""
-    from alembic import command as alembic_command
-
-    from app import commands
-    from app.config import mask_url
-    from app.engine import connect
-    from app.sample_data import load_sample
-
     t0 = time.perf_counter()
-    scratch = None
-    if url is None:
-        scratch = tempfile.mkdtemp(prefix="zakaz-smoke-")
-        url = f"clickhouse+chdb:///default?path={scratch}/db"
-    report = SmokeReport(url="a scratch embedded database" if scratch else mask_url(url),
+    report = SmokeReport(url="a scratch embedded database" if url is None else mask_url(url),
                          rows_per_table=rows_per_table, seed=seed)
     try:
-        with connect(url) as conn:
+        with given_or_scratch(url, "zakaz-smoke-") as (db_url, scratch), connect(db_url) as conn:
             if not scratch:
                 _refuse_if_rows(conn)
             try:
-                cfg = commands.alembic_config(url, script_location=script_location, connection=conn)
-                alembic_command.upgrade(cfg, "heads")
+                upgrade_to(conn, db_url, "heads", script_location=script_location)
             except Exception as exc:
-                report.checks.append(Check("upgrade to head", False, _one_line(exc)))
+                report.checks.append(Check("upgrade to head", False, clickhouse_error_message(exc)))
                 return report
             report.checks.append(Check("upgrade to head", True, ""))
             # The views' today() is the server's: the sample is dated by it too.
@@ -269,7 +247,7 @@ def run_smoke_checks(url: str | None = None, *, rows_per_table: int = 50, seed: 
             try:
                 inserted = load_sample(conn, rows_per_table=rows_per_table, seed=seed, today=today)
             except Exception as exc:
-                report.checks.append(Check("load sample", False, _one_line(exc)))
+                report.checks.append(Check("load sample", False, clickhouse_error_message(exc)))
                 return report
             empty = sorted(t for t, n in inserted.items() if not n)
             report.checks.append(Check(
@@ -281,10 +259,8 @@ def run_smoke_checks(url: str | None = None, *, rows_per_table: int = 50, seed: 
                 try:
                     ok, detail = check(conn)
                 except Exception as exc:
-                    ok, detail = False, _one_line(exc)
+                    ok, detail = False, clickhouse_error_message(exc)
                 report.checks.append(Check(name, ok, detail))
         return report
     finally:
         report.seconds = time.perf_counter() - t0
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)

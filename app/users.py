@@ -31,6 +31,13 @@ import secrets as _secrets
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from app import cluster as cluster_mode
+from app.config import is_embedded, mask_text, parse_url, resolve_url
+from app.engine import connect
+from app.errors import CheckFailed, UsageError
+from app.settings import Settings
+from app.sql import clickhouse_error_code, clickhouse_error_message
+
 MASK = "'***'"
 
 
@@ -50,7 +57,7 @@ APP_USERS = (
 USER_NAMES = tuple(u.name for u in APP_USERS)
 
 
-class UsersRefused(Exception):
+class UsersRefused(UsageError):
     """Nothing was changed: bad input or a database that cannot hold users (one line)."""
 
 
@@ -66,7 +73,7 @@ class MissingRoles(UsersRefused):
     """Revision 0010 has not been applied on this server."""
 
 
-class ApplyFailed(Exception):
+class ApplyFailed(CheckFailed):
     """The server rejected a statement; the message is one line, without passwords."""
 
 
@@ -138,17 +145,19 @@ def user_statements(user: AppUser, password: str, cluster=None) -> list[Statemen
 
 
 def _cluster_statements(user: AppUser, password: str, cluster) -> list[Statement]:
-    from app.cluster import rewrite
-
     salt = _secrets.token_hex(16)
     # What ClickHouse checks for sha256_password: SHA-256 of the password followed by the salt.
     secret = {"hash": hashlib.sha256((password + salt).encode()).hexdigest(), "salt": salt}
     identified = "IDENTIFIED WITH sha256_hash BY %(hash)s SALT %(salt)s"
+
+    def on_cluster(sql: str) -> str:
+        return cluster_mode.rewrite(sql, cluster)
+
     return [
-        Statement(user.name, rewrite(f"CREATE USER IF NOT EXISTS {user.name} {identified}", cluster), secret),
-        Statement(user.name, rewrite(f"ALTER USER {user.name} {identified}", cluster), secret),
-        Statement(user.name, rewrite(f"GRANT {user.role} TO {user.name}", cluster)),
-        Statement(user.name, rewrite(f"ALTER USER {user.name} DEFAULT ROLE {user.role}", cluster)),
+        Statement(user.name, on_cluster(f"CREATE USER IF NOT EXISTS {user.name} {identified}"), secret),
+        Statement(user.name, on_cluster(f"ALTER USER {user.name} {identified}"), secret),
+        Statement(user.name, on_cluster(f"GRANT {user.role} TO {user.name}")),
+        Statement(user.name, on_cluster(f"ALTER USER {user.name} DEFAULT ROLE {user.role}")),
     ]
 
 
@@ -163,14 +172,10 @@ def plan_statements(passwords: Mapping[str, str], users: Iterable[AppUser] = APP
 
 def _cluster_from(cluster: str | None, environ: Mapping[str, str] | None):
     """Cluster mode as for ``upgrade``: ``cluster``, else ZAKAZ_CLUSTER (and its settings) in ``environ``."""
-    from app import cluster as cluster_mode
-
-    return cluster_mode.from_options({"cluster": cluster} if cluster else {}, environ=environ)
+    return Settings.from_sources({"cluster": cluster} if cluster else {}, environ=environ).cluster
 
 
 def _refuse_embedded(url: str) -> None:
-    from app.config import is_embedded, parse_url
-
     parse_url(url)
     if is_embedded(url):
         raise NoAccessStorage(
@@ -182,8 +187,6 @@ def _refuse_embedded(url: str) -> None:
 def plan(url: str | None = None, names: Iterable[str] | None = None,
          environ: Mapping[str, str] | None = None, *, cluster: str | None = None) -> list[Statement]:
     """Check the target and the passwords, and return the statements ``apply`` would run."""
-    from app.config import resolve_url
-
     url = resolve_url(url)
     _refuse_embedded(url)
     users = select_users(names)
@@ -199,11 +202,6 @@ def apply(url: str | None = None, names: Iterable[str] | None = None,
     Refuses (``UsersRefused``, nothing changed) on the embedded engine, on a
     missing password, or when revision 0010's roles are not on the server.
     """
-    from app import cluster as cluster_mode
-    from app.config import mask_text, resolve_url
-    from app.engine import connect
-    from app.sql import clickhouse_error_code, clickhouse_error_message
-
     url = resolve_url(url)
     on_cluster = _cluster_from(cluster, environ)
     statements = plan(url, names, environ, cluster=cluster)

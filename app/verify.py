@@ -1,18 +1,16 @@
 """Compare a live schema with the expected one, finding by finding.
 
 Pure: both sides are ``app.schema.Schema`` values (a snapshot and, usually,
-``app.canonical.CANONICAL``); nothing here touches a database.
+``app.canonical.CANONICAL``), compared by ``app.schema_diff``; nothing here
+touches a database (``app.schema_check`` asks the live one).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
-from app.ledger import LEDGER_TABLE, VERSION_VIEW
-from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, DbObject, Schema
-
-# The migration ledger lives beside the warehouse but is not part of it.
-IGNORED_NAMES = (LEDGER_TABLE, VERSION_VIEW)
+from app.schema import BOOKKEEPING_NAMES, MATERIALIZED_VIEW, TABLE, VIEW, Schema
+from app.schema_diff import Difference, diff_schemas
 
 KINDS = (
     "missing_object", "unmanaged_object", "kind",
@@ -20,14 +18,9 @@ KINDS = (
     "missing_column", "unmanaged_column", "type", "default", "column_order",
 )
 
-# Object attributes compared as text, with the label a report uses.
-_OBJECT_FIELDS = (
-    ("engine", "engine"),
-    ("order_by", "ORDER BY"),
-    ("partition_by", "PARTITION BY"),
-    ("ttl", "TTL"),
-    ("security", "SQL SECURITY"),
-)
+# How a report names each aspect compared as text.
+_LABELS = {"engine": "engine", "order_by": "ORDER BY", "partition_by": "PARTITION BY", "ttl": "TTL",
+           "security": "SQL SECURITY", "definer": "DEFINER", "default": "DEFAULT"}
 
 
 NOT_FATAL = ("column_order", "unmanaged_object")
@@ -78,9 +71,7 @@ class Finding:
             return f"unmanaged column {self.target}" + (f" ({self.actual})" if self.actual else "")
         if self.kind == "column_order":
             return f"column order of {self.object} differs (not fatal): expected {e}; found {a}"
-        label = {**dict(_OBJECT_FIELDS), "definer": "DEFINER"}.get(self.kind, self.kind)
-        if self.kind == "default":
-            label = "DEFAULT"
+        label = _LABELS.get(self.kind, self.kind)
         return f"{label} of {self.target}: expected {e}, found {a}"
 
     def to_dict(self) -> dict:
@@ -88,44 +79,25 @@ class Finding:
 
 
 def _ignored(name: str) -> bool:
-    return name.split(".", 1)[-1] in IGNORED_NAMES
+    return name.split(".", 1)[-1] in BOOKKEEPING_NAMES
 
 
-def _compare_object(live: DbObject, exp: DbObject) -> list[Finding]:
-    name = exp.name
-    if live.kind != exp.kind:
-        # Columns and keys of a view against a table's say nothing useful.
-        return [Finding("kind", name, "", exp.kind, live.kind)]
-    findings = [
-        Finding(kind, name, "", getattr(exp, kind), getattr(live, kind))
-        for kind, _ in _OBJECT_FIELDS
-        # security is judged only where the expectation states it (0011 froze none)
-        if getattr(exp, kind) != getattr(live, kind) and (kind != "security" or exp.security)
-    ]
-    # A view's column types are whatever its query yields (and differ
-    # between ClickHouse lines); only its output names are part of the spec.
-    typed = exp.kind == TABLE
-    live_names = set(live.column_names)
-    for col in exp.columns:
-        got = live.column(col.name)
-        if got is None:
-            findings.append(Finding("missing_column", name, col.name, col.spec if typed else "", ""))
-            continue
-        if typed and got.type != col.type:
-            findings.append(Finding("type", name, col.name, col.type, got.type))
-        if typed and got.default != col.default:
-            findings.append(Finding("default", name, col.name, col.default, got.default))
-    exp_names = set(exp.column_names)
-    for col in live.columns:
-        if col.name not in exp_names:
-            findings.append(Finding("unmanaged_column", name, col.name, "", col.spec if typed else ""))
-    # Order is judged on the columns both sides have, so a missing or extra
-    # column is not also reported as an order difference.
-    exp_order = [n for n in exp.column_names if n in live_names]
-    live_order = [n for n in live.column_names if n in exp_names]
-    if exp_order != live_order:
-        findings.append(Finding("column_order", name, "", ", ".join(exp_order), ", ".join(live_order)))
-    return findings
+# Presence differences, by the side that has the object or column.
+_MISSING = {"object": "missing_object", "column": "missing_column"}
+_EXTRA = {"object": "unmanaged_object", "column": "unmanaged_column"}
+
+
+def finding(d: Difference, expected: Schema) -> Finding:
+    """A difference from ``expected`` to the live schema, worded as verify reports it."""
+    if d.aspect in _MISSING and d.removed:
+        kind, exp, act = _MISSING[d.aspect], d.before, ""
+    elif d.aspect in _EXTRA and d.added:
+        kind, exp, act = _EXTRA[d.aspect], "", d.after
+    else:
+        kind, exp, act = d.aspect, d.before, d.after
+    if d.aspect == "column" and expected[d.object].kind != TABLE:
+        exp = act = ""  # a view's columns are judged by name only
+    return Finding(kind, d.object, d.column, exp, act)
 
 
 def compare_schema(
@@ -138,20 +110,9 @@ def compare_schema(
     Objects of ``live`` in a managed database (by default, any database
     ``expected`` has objects in) that ``expected`` lacks are unmanaged.
     """
-    managed = set(managed_databases) if managed_databases is not None else {o.database for o in expected.values()}
-    findings: list[Finding] = []
-    for name in sorted(set(live) | set(expected)):
-        if _ignored(name):
-            continue
-        got, exp = live.get(name), expected.get(name)
-        if exp is None:
-            if got.database in managed:
-                findings.append(Finding("unmanaged_object", name, "", "", got.kind))
-        elif got is None:
-            findings.append(Finding("missing_object", name, "", exp.kind, ""))
-        else:
-            findings.extend(_compare_object(got, exp))
-    return findings
+    live = {n: o for n, o in live.items() if not _ignored(n)}
+    expected = {n: o for n, o in expected.items() if not _ignored(n)}
+    return [finding(d, expected) for d in diff_schemas(expected, live, managed_databases)]
 
 
 class SchemaMismatch(Exception):
@@ -163,62 +124,3 @@ class SchemaMismatch(Exception):
             f"schema differs from the expected one ({len(findings)} finding(s)): "
             + "; ".join(str(f) for f in findings)
         )
-
-
-def assert_schema(conn, expected: Schema, *, definer: str | None = None) -> None:
-    """Raise SchemaMismatch unless the live database matches ``expected``.
-
-    Besides the column-by-column comparison, every view must answer a SELECT,
-    and with ``definer``, every view of ``expected`` must run as that user.
-    """
-    from app.schema import snapshot_schema
-
-    databases = sorted({name.split(".", 1)[0] for name in expected})
-    live = snapshot_schema(conn, databases)
-    findings = [f for f in compare_schema(live, expected) if f.fatal]
-    views = [name for name, obj in expected.items() if obj.kind != TABLE and name in live]
-    if views and not _all_selectable(conn, views):
-        # One of them is not: ask each, to name it and say why.
-        for name in views:
-            try:
-                conn.exec_driver_sql(f"SELECT * FROM {name} LIMIT 0")
-            except Exception as exc:
-                orig = str(getattr(exc, "orig", exc)).splitlines()[0]
-                findings.append(Finding("unselectable", name, "", "selectable", orig))
-    if definer:
-        findings += definer_findings(conn, [n for n, o in expected.items() if o.kind != TABLE], definer)
-    if findings:
-        raise SchemaMismatch(findings)
-
-
-def _all_selectable(conn, views: list[str]) -> bool:
-    """Whether every view answers a SELECT, asked in one statement (a view's
-    query is analysed whole when it is read, as ``SELECT * FROM v LIMIT 0``
-    would; ``tuple(*)`` names every output column, so none is pruned)."""
-    try:
-        conn.exec_driver_sql(" UNION ALL ".join(
-            f"SELECT '{name}' AS view, toTypeName(tuple(*)) AS columns FROM {name} LIMIT 0" for name in views))
-    except Exception:
-        return False
-    return True
-
-
-def definer_findings(conn, views: Iterable[str], definer: str) -> list[Finding]:
-    """Views and materialized views whose ``DEFINER`` is not ``definer``, on a server.
-
-    Not part of the schema snapshot: on the embedded engine (no access
-    storage, no named users) every DEFINER view runs as ``default``.
-    """
-    from app.schema import view_definer
-
-    names = sorted(views)
-    if not names:
-        return []
-    rows = dict(conn.exec_driver_sql(
-        "SELECT concat(database, '.', name), create_table_query FROM system.tables "
-        "WHERE engine IN ('View', 'MaterializedView') AND concat(database, '.', name) IN ("
-        + ", ".join(f"%(v{i})s" for i in range(len(names))) + ")",
-        {f"v{i}": n for i, n in enumerate(names)},
-    ).all())
-    return [Finding("definer", n, "", definer, view_definer(rows[n]) or "(none)")
-            for n in names if n in rows and view_definer(rows[n]) != definer]

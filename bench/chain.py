@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 import time
 
+from app.replay import embedded_url as database_url
 from bench.harness import QueryLog, embedded_url, median, row, scratch, seconds
 
 ROUNDS = 7
@@ -125,7 +126,7 @@ def cpu_seconds() -> float:
 
 
 def embedded_url_for(path: str) -> str:
-    return f"clickhouse+chdb:///default?path={path}"
+    return database_url(path)
 
 
 def run(rounds: int = ROUNDS) -> list[dict]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from app.replay import embedded_url as database_url
+from app.replay import scratch_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,18 +41,13 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-@contextlib.contextmanager
-def scratch(prefix: str = "zakaz-bench-") -> Iterator[Path]:
-    """A temporary folder, removed afterwards (embedded databases are a few MB each)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def scratch(prefix: str = "zakaz-bench-") -> contextlib.AbstractContextManager[Path]:
+    """A temporary folder, removed afterwards: several benchmark databases each."""
+    return scratch_folder(prefix)
 
 
 def embedded_url(folder: Path, name: str = "db") -> str:
-    return f"clickhouse+chdb:///default?path={folder / name}"
+    return database_url(folder / name)
 
 
 @contextlib.contextmanager
@@ -77,7 +73,7 @@ def env(**values: str | None) -> Iterator[None]:
 
 LEDGER_NAMES = ("zakaz_schema_ledger", "alembic_version")
 LOCK_NAME = "zakaz_schema_lock"
-# One view per statement, or all of them in one UNION ALL (app.verify.assert_schema).
+# One view per statement, or all of them in one UNION ALL (app.schema_check.unreadable_views).
 VIEW_CHECK = re.compile(r"^SELECT (\* FROM \S+ LIMIT 0$|'[^']+' AS view, toTypeName\(tuple\(\*\)\))")
 
 
@@ -193,4 +189,6 @@ def warm_imports() -> None:
     import app.operations  # noqa: F401
     import app.runtime  # noqa: F401
     import app.schema  # noqa: F401
+    import app.schema_check  # noqa: F401
+    import app.snapshot  # noqa: F401
     import app.verify  # noqa: F401

@@ -39,7 +39,7 @@ def plain_copy(url: str) -> dict:
 
     from app.config import SCRIPT_LOCATION
     from app.engine import connect
-    from app.operations import _table_ddl
+    from app.operations import definitions, render
     from bench.harness import warm_imports
 
     warm_imports()
@@ -58,8 +58,9 @@ def plain_copy(url: str) -> dict:
         _loaded_at DateTime DEFAULT now()
     """
     with connect(url) as conn:
-        conn.exec_driver_sql(_table_ddl(COPY, columns, "ReplacingMergeTree(_ver)", "(event_id, city)",
-                                        "toYYYYMM(_loaded_at)", None, if_not_exists=False))
+        table = definitions.CreateTable(COPY, columns, "ReplacingMergeTree(_ver)", "(event_id, city)",
+                                        "toYYYYMM(_loaded_at)")
+        conn.exec_driver_sql(render.create_table(table, render.Placement(), if_not_exists=False))
         t0 = time.perf_counter()
         conn.exec_driver_sql(f"INSERT INTO {COPY} ({rev.KEPT}) SELECT {rev.KEPT} FROM {TABLE}")
         spent = time.perf_counter() - t0

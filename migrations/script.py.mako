@@ -3,24 +3,7 @@
 Why: TODO say what changes and why, in a sentence or two (the changelog line).
 Downgrade: TODO say what a downgrade loses, if anything.
 """
-from app.operations import (  # noqa: F401 - the ClickHouse operations
-    access,
-    add_column,
-    copy_rows_once,
-    create_database,
-    create_materialized_view,
-    create_table,
-    create_view,
-    drop_column,
-    drop_database,
-    drop_table,
-    drop_view,
-    exchange_tables,
-    modify_column,
-    rebuild_table,
-    restore_views,
-    run,
-)
+from alembic import op  # op.create_table_if_not_exists, op.create_view, op.rebuild_table, op.grant, ...: app/operations
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

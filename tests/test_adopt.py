@@ -13,12 +13,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from app import adopt, commands, ledger
+from app import adopt, commands, ledger, replay
 from app.canonical import CANONICAL
 from app.cli import main
 from app.engine import connect
-from app.sample_data import base_tables, fingerprints, load_sample
-from app.schema import snapshot_schema
+from app.fingerprint import fingerprints
+from app.sample_data import base_tables, load_sample
+from app.snapshot import snapshot_schema
 from app.verify import compare_schema
 from legacy_fixtures import build_legacy, run_sql
 
@@ -118,24 +119,12 @@ def test_replayed_states_are_the_chain_and_are_cached_by_checksum(cache, tmp_pat
     from app.commands import alembic_config, script_directory
 
     def checksum(location):
-        return adopt.chain_checksum(adopt._linear_chain(script_directory(alembic_config(None, script_location=location))))
+        return adopt.chain_checksum(adopt.linear_chain(script_directory(alembic_config(None, script_location=location))))
 
     assert checksum(str(versions_copy)) == states.checksum
     path = versions_copy / "versions" / "0005_fact_qtickets_sales_loaded_at.py"
     path.write_text(path.read_text() + "\n# edited\n")
     assert checksum(str(versions_copy)) != states.checksum
-
-
-@pytest.mark.fast
-def test_conversions_that_keep_values():
-    assert adopt.conversion("UUID", "String") == "safe"
-    assert adopt.conversion("UInt32", "Nullable(UInt32)") == "safe"
-    assert adopt.conversion("String", "LowCardinality(String)") == "safe"
-    assert adopt.conversion("UInt16", "UInt64") == "safe"
-    assert adopt.conversion("UInt64", "Int64") is None
-    assert adopt.conversion("Nullable(UInt32)", "UInt32") == "lossy"
-    assert adopt.conversion("Float64", "Decimal(12, 2)") is None
-    assert adopt.conversion("String", "UUID") is None
 
 
 def test_matching_rule_on_plain_data(cache):
@@ -312,6 +301,35 @@ def test_missing_table_of_0002_matches_no_revision_and_changes_nothing(db_url, c
     assert after == before and not after["ledger"]
 
 
+@pytest.mark.slow
+def test_widenings_are_repaired_and_every_value_is_kept(db_url, cache):
+    """Type changes the old conversion table refused and app.types knows keep every value.
+
+    Float32 -> Float64 keeps each value but prints it differently: the
+    content check compares the old values converted to the new type.
+    """
+    values = ("SELECT count(), toString(sum(cityHash64(toString(toFloat64(net_revenue))))) "
+              "FROM zakaz.stg_sales_events")
+    before = legacy(db_url, extra=[
+        "ALTER TABLE zakaz.fact_qtickets_sales MODIFY COLUMN revenue Decimal(11, 1)",  # -> Decimal(12, 2)
+        "ALTER TABLE zakaz.stg_vk_ads_daily MODIFY COLUMN spend Int32",                 # -> Float64
+        "ALTER TABLE zakaz.stg_sales_events MODIFY COLUMN net_revenue Float32",          # -> Float64
+    ])
+    with connect(db_url) as conn:
+        was = conn.exec_driver_sql(values).one()
+    plan = adopt.plan_adoption(db_url, cache_dir=cache)
+    modified = {op.target: op.reason for op in plan.operations if op.kind == "modify_column"}
+    assert set(modified) == {"zakaz.fact_qtickets_sales.revenue", "zakaz.stg_vk_ads_daily.spend",
+                             "zakaz.stg_sales_events.net_revenue"}, plan.refusals
+    assert all("every value is kept" in reason for reason in modified.values())
+    assert not plan.lossy_operations
+    adopted(db_url, cache, before, changed=("zakaz.stg_sales_events",))
+    with connect(db_url) as conn:
+        assert conn.exec_driver_sql(values).one() == was
+        assert conn.exec_driver_sql(
+            "SELECT toTypeName(net_revenue) FROM zakaz.stg_sales_events LIMIT 1").scalar() == "Float64"
+
+
 def test_type_with_no_safe_conversion_is_refused(db_url, cache):
     before = legacy(db_url, extra=["ALTER TABLE zakaz.fact_qtickets_sales MODIFY COLUMN revenue Float64 DEFAULT 0"])
     plan = adopt.plan_adoption(db_url, cache_dir=cache)
@@ -355,7 +373,7 @@ def test_managed_database_is_refused(db_url, cache):
 
 @pytest.mark.slow
 def test_cli_plans_then_applies(db_url, cache, monkeypatch):
-    monkeypatch.setattr(adopt, "_cache_dirs", lambda _=None: [cache])
+    monkeypatch.setattr(replay, "cache_dirs", lambda _=None: [cache])
     before = legacy(db_url, run_id_uuid=True, fixes=("0007",))
     runner = CliRunner()
     shown = runner.invoke(main, ["adopt", "--url", db_url])

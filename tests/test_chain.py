@@ -11,7 +11,7 @@ from app import commands
 from app.canonical import CANONICAL, MANAGED_DATABASES
 from app.config import PROJECT_ROOT
 from app.engine import connect
-from app.schema import snapshot_schema
+from app.snapshot import snapshot_schema
 from app.verify import compare_schema
 
 
@@ -223,7 +223,7 @@ def test_rebuild_moves_rows_written_between_the_copy_and_the_swap(db_url, query,
     dropped with it.  They are the rows in parts the copy did not read: a newer version of a copied
     key (a ReplacingMergeTree merge could collapse it, so a count difference would not find it)
     and a new key."""
-    from app import operations
+    from app.operations import rebuild as operations
 
     late = [[("evt-1", "msk", 10, 0, 2, "h")], [("evt-9", "spb", 3, 3, 1, "h")]]
     real = operations.exchange_tables
@@ -250,7 +250,7 @@ def test_rebuild_refuses_before_the_swap_when_a_merge_mixes_new_rows_in(
         listing, refusal, db_url, query, inventory_at_0007, monkeypatch):
     """A merge of copied parts with new ones leaves no way to tell the new rows apart: nothing is
     swapped, and the refusal says what to do (writes go on: running it again would meet the same)."""
-    from app import operations
+    from app.operations import rebuild as operations
     from app.runtime import StepFailed
 
     late = [("evt-9", "spb", 3, 3, 1, "h")]
@@ -287,7 +287,7 @@ def test_rebuild_refuses_before_the_swap_when_a_merge_mixes_new_rows_in(
 def test_rebuild_keeps_the_old_table_when_rows_written_during_the_swap_cannot_be_told_apart(
         db_url, query, inventory_at_0007, monkeypatch):
     """A merge in the swapped-out table after the swap: it is kept (renamed), never dropped."""
-    from app import operations
+    from app.operations import rebuild as operations
     from app.runtime import StepFailed
 
     late = [("evt-9", "spb", 3, 3, 1, "h")]

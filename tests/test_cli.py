@@ -146,7 +146,7 @@ def test_new_revision_from_template(versions_copy, monkeypatch):
     assert path.endswith("0014_add_zakaz_fact_refunds_table.py")
     text = open(path).read()
     assert 'down_revision = \'0013\'' in text
-    assert "from app.operations import" in text and "DOWNGRADE_LOSES" in text
+    assert "from alembic import op" in text and "DOWNGRADE_LOSES" in text
     assert "def upgrade()" in text and "def downgrade()" in text
     with pytest.raises(commands.RevisionRefused, match="second head"):
         commands.new_revision("side", head="0005", script_location=str(versions_copy))

@@ -8,7 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from app import adopt, commands
+from app import adopt, commands, revision_files
 from app.cli import main
 from app.config import PROJECT_ROOT
 from app.engine import connect
@@ -79,7 +79,7 @@ def test_new_with_quotes_and_backslashes_writes_a_loadable_revision(cli, chain, 
 @pytest.mark.fast
 def test_new_leaves_no_file_when_the_revision_would_not_load(cli, chain, monkeypatch):
     before = sorted(p.name for p in (chain / "versions").iterdir())
-    monkeypatch.setattr(commands, "_docstring_text", lambda message: message)  # the old, unescaped text
+    monkeypatch.setattr(revision_files, "_docstring_text", lambda message: message)  # the old, unescaped text
     result = cli("new", 'a """ b')
     assert result.exit_code == 2
     assert "does not make a valid revision file" in _one_error_line(result)

@@ -87,7 +87,7 @@ def test_a_rebuild_moves_rows_written_through_either_replica_during_its_swap(clu
     """Issue 15.8 on a cluster: the wait for every replica to hold the copy sits between the copy
     and the swap; rows written meanwhile, through this node or another, reach the swapped-out
     table and are moved, not dropped with it."""
-    from app import operations
+    from app.operations import rebuild as operations
 
     table = "zakaz.stg_qtickets_sheets_inventory"
     columns = "event_id, city, tickets_total, tickets_left, _ver, hash_low_card"

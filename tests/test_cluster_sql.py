@@ -16,11 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 from app import cluster as cluster_mode
+from app import cluster_rewrite
 from app import commands, ledger
 from app.cli import main
-from app.cluster import Cluster, ClusterRewriteError, logical_engine, rewrite
+from app.cluster import Cluster
+from app.cluster_rewrite import ClusterRewriteError, rewrite
 from app.config import PROJECT_ROOT, ConfigError
 from app.engine import connect
+from app.schema import logical_engine
 from app.sql import clickhouse_error_code
 
 # make test-fast: pure and unit tests (pyproject.toml, marker `fast`).
@@ -33,7 +36,7 @@ MERGE_TREE = re.compile(r"^(Replacing|Summing|Aggregating|Collapsing|VersionedCo
 def statements(script: str) -> list[str]:
     """An offline script cut into statements (``;`` outside quotes), comments dropped."""
     out, start = [], 0
-    for tok in cluster_mode._tokens(script):
+    for tok in cluster_rewrite._tokens(script):
         if tok.text == ";" and tok.kind == "punct":
             out.append(script[start:tok.start])
             start = tok.end

@@ -14,7 +14,8 @@ import pytest
 
 from app.sql import quote_literal
 from app.engine import connect
-from app.schema import TABLE, VIEW, Column, DbObject, parse_views, snapshot_schema
+from app.schema import TABLE, VIEW, Column, DbObject, parse_views
+from app.snapshot import snapshot_schema
 from app.verify import compare_schema
 
 # make test-fast: pure and unit tests (pyproject.toml, marker `fast`).

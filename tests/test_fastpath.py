@@ -203,8 +203,9 @@ def test_a_held_embedded_connection_lets_the_full_path_join_it(db_url):
 @pytest.mark.fast
 def test_unselectable_views_are_checked_in_one_statement_and_named(db_url):
     """0011's and 0013's view checks: one UNION ALL, then one per view only to name a failure."""
-    from app.schema import snapshot_schema
-    from app.verify import SchemaMismatch, assert_schema
+    from app.schema_check import assert_schema
+    from app.snapshot import snapshot_schema
+    from app.verify import SchemaMismatch
 
     with connect(db_url) as conn:
         for statement in ("CREATE DATABASE t", "CREATE TABLE t.x (a UInt8, b String) ENGINE = MergeTree ORDER BY a",

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from app.lint import is_narrowing, lint_revisions
+from app.lint import lint_revisions
 
 # Kept on purpose (warehouse.md): lint warns about the materialized view of 0004.
 EXPECTED_WARNINGS = {("mv-current-time", "0004"), ("mv-replacing-aggregate", "0004")}
@@ -564,17 +564,40 @@ def test_mv_replacing_aggregate(short_chain):
     assert rules_of(report) == {"mv-replacing-aggregate"}
 
 
-# --- pieces ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("old, new, narrowing", [
-    ("UInt64", "UInt32", True), ("UInt32", "UInt64", False), ("UInt32", "Int64", False),
-    ("UInt64", "Int64", True), ("String", "FixedString(3)", True), ("FixedString(3)", "String", False),
-    ("UUID", "String", False), ("String", "UUID", True), ("UInt32", "Nullable(UInt32)", False),
-    ("Nullable(UInt32)", "UInt32", True), ("String", "LowCardinality(String)", False),
-    ("Decimal(12, 2)", "Decimal(18, 2)", False), ("Decimal(12, 2)", "Decimal(12, 4)", True),
-    ("Enum8('a' = 1)", "Enum8('a' = 1, 'b' = 2)", False), ("Enum8('a' = 1, 'b' = 2)", "Enum8('a' = 1)", True),
-    ("DateTime", "Date", True), ("Date", "DateTime", False), ("Float64", "Float32", True),
-])
 @pytest.mark.fast
-def test_is_narrowing(old, new, narrowing):
-    assert is_narrowing(old, new) is narrowing
+def test_restore_differences_are_worded_from_the_neutral_diff():
+    """What downgrade-restores says, aspect by aspect (before the upgrade against after the downgrade)."""
+    from app.lint.replay_rules import restore_differences
+    from app.schema import Column, DbObject
+    from app.snapshot import Snapshot
+
+    def table(name, *cols, order_by="id", kind="table"):
+        return DbObject(name, kind, tuple(Column(*c) for c in cols), engine="MergeTree" if kind == "table" else "",
+                        order_by=order_by)
+
+    before = Snapshot({
+        "z.t": table("z.t", ("id", "UInt64"), ("a", "UInt32", "0"), ("b", "String")),
+        "z.gone": table("z.gone", ("id", "UInt64")),
+        "z.v": table("z.v", ("id", "UInt64"), order_by="", kind="view"),
+        "z.k": table("z.k", ("id", "UInt64")),
+    }, frozenset({"z", "old"}), queries={"z.v": "SELECT 1"})
+    after = Snapshot({
+        "z.t": table("z.t", ("b", "String"), ("id", "UInt64"), ("a", "UInt64"), ("c", "Date"), order_by="b"),
+        "z.v": table("z.v", ("id", "UInt64"), order_by="", kind="view"),
+        "z.k": table("z.k", ("id", "UInt64"), order_by="", kind="view"),
+        "z.new": table("z.new", ("id", "UInt64")),
+    }, frozenset({"z", "extra"}), queries={"z.v": "SELECT 2", "z.k": "SELECT 1"})
+    assert restore_differences(before, after) == [
+        "database old is not restored",
+        "database extra is left behind",
+        "table z.gone is not restored",
+        "z.k is a view, was a table",
+        "table z.new is left behind",
+        "ORDER BY of z.t: was id, now b",
+        "type of z.t.a: was UInt32, now UInt64",
+        "DEFAULT of z.t.a: was 0, now (none)",
+        "column z.t.c is left behind",
+        "column order of z.t differs (not fatal): was id, a, b; now b, id, a",
+        "view z.v is restored with a different query",
+    ]

@@ -6,14 +6,14 @@ import re
 import pytest
 
 from app import commands
-from app.drill import take_snapshot
+from app.snapshot import take_snapshot
 from app.engine import connect
 from app.impl import ACCESS_STATEMENT
 
 # A revision whose SQL holds "%" where ClickHouse reads it: a date format, a
 # LIKE pattern, a column DEFAULT, and the ledger message (its docstring).
 PERCENT_REVISION = '''"""Monthly sales: 100% of the rows, by formatDateTime(ts, '%Y-%m')."""
-from app.operations import create_table, create_view, drop_table, drop_view
+from alembic import op
 
 revision = "0014"
 down_revision = "0013"
@@ -24,22 +24,22 @@ DOWNGRADE_LOSES = ["zakaz.month_probe"]
 
 
 def upgrade():
-    create_table("zakaz.month_probe",
-                 "ts DateTime\\nmonth String DEFAULT formatDateTime(ts, '%Y-%m')",
-                 engine="MergeTree", order_by="ts")
-    create_view("bi.v_month_probe",
-                "SELECT formatDateTime(toDateTime('2026-11-05 10:00:00'), '%Y-%m') AS m, "
-                "'50%' LIKE '5%' AS pct_like FROM system.one")
+    op.create_table_if_not_exists("zakaz.month_probe",
+                                  "ts DateTime\\nmonth String DEFAULT formatDateTime(ts, '%Y-%m')",
+                                  engine="MergeTree", order_by="ts")
+    op.create_view("bi.v_month_probe",
+                   "SELECT formatDateTime(toDateTime('2026-11-05 10:00:00'), '%Y-%m') AS m, "
+                   "'50%' LIKE '5%' AS pct_like FROM system.one")
 
 
 def downgrade():
-    drop_view("bi.v_month_probe")
-    drop_table("zakaz.month_probe")
+    op.drop_view("bi.v_month_probe")
+    op.drop_table_if_exists("zakaz.month_probe")
 '''
 
 # How a view runs (0012): offline SQL is written for a server; online, the
 # embedded engine leaves out the DEFINER = user clause (it has no users) and
-# skips materialized views (app.operations.set_view_security).
+# skips materialized views (op.set_view_security).
 _VIEW_SECURITY = re.compile(r"^ALTER TABLE (?P<name>\S+) MODIFY (?P<definer>DEFINER = \S+ )?SQL SECURITY ", re.I)
 
 

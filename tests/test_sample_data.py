@@ -10,7 +10,8 @@ from alembic.config import Config
 
 from app.config import ALEMBIC_INI
 from app.engine import connect
-from app.sample_data import fingerprints, load_sample, table_fingerprint
+from app.fingerprint import fingerprints, table_fingerprint
+from app.sample_data import load_sample
 
 TODAY = dt.date.today()  # one date for the whole run, so loads compare equal
 BASE_TABLES_SQL = """

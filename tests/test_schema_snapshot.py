@@ -18,9 +18,9 @@ from app.schema import (
     DbObject,
     normalise_expression,
     normalise_key,
-    snapshot_schema,
     split_engine_full,
 )
+from app.snapshot import snapshot_schema
 from app.verify import Finding, compare_schema
 
 # make test-fast: pure and unit tests (pyproject.toml, marker `fast`).

@@ -17,9 +17,10 @@ INVARIANTS = {"inventory: sold = total - left", "freshness: the sample's dates",
 
 def edit(folder: Path, prefix: str, old: str, new: str) -> None:
     path = next((folder / "versions").glob(f"{prefix}_*.py"))
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} is not unique in {path.name}"
-    path.write_text(text.replace(old, new))
+    # The upgrade's SQL, not the frozen copies of earlier views a downgrade restores (0009's).
+    upgrade, downgrade = path.read_text().split("\ndef downgrade", 1)
+    assert upgrade.count(old) == 1, f"{old!r} is not unique in {path.name}"
+    path.write_text(upgrade.replace(old, new) + "\ndef downgrade" + downgrade)
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 Downgrade drops the three databases and everything left in them.
 """
-from app.operations import create_database, drop_database
+from alembic import op
 
 revision = "0001"
 down_revision = None
@@ -13,12 +13,12 @@ DOWNGRADE_LOSES: list[str] = []
 
 
 def upgrade() -> None:
-    create_database("zakaz")
-    create_database("meta")
-    create_database("bi")
+    op.create_database("zakaz")
+    op.create_database("meta")
+    op.create_database("bi")
 
 
 def downgrade() -> None:
-    drop_database("bi")
-    drop_database("meta")
-    drop_database("zakaz")
+    op.drop_database("bi")
+    op.drop_database("meta")
+    op.drop_database("zakaz")

@@ -4,7 +4,7 @@ This is the first warehouse the loaders wrote to.  Views are created after
 every table they read (the old SQL files created some views first).
 Downgrade drops these tables with their rows.
 """
-from app.operations import create_table, create_view, drop_table, drop_view
+from alembic import op
 
 revision = "0002"
 down_revision = "0001"
@@ -27,7 +27,7 @@ DOWNGRADE_LOSES = TABLES
 
 
 def upgrade() -> None:
-    create_table("zakaz.stg_qtickets_sales", """
+    op.create_table_if_not_exists("zakaz.stg_qtickets_sales", """
         report_date Date
         event_date Date
         event_id String
@@ -43,7 +43,7 @@ def upgrade() -> None:
         ingested_at DateTime DEFAULT now()
     """, engine="ReplacingMergeTree(ingested_at)",
         order_by="(report_date, event_date, event_id, city, event_name)")
-    create_table("zakaz.core_sales_fct", """
+    op.create_table_if_not_exists("zakaz.core_sales_fct", """
         sale_date Date
         event_date Date
         event_id String
@@ -55,7 +55,7 @@ def upgrade() -> None:
         currency FixedString(3)
         load_ts DateTime DEFAULT now()
     """, engine="MergeTree", order_by="(sale_date, event_date, event_id, city, event_name)")
-    create_table("zakaz.dm_sales_daily", """
+    op.create_table_if_not_exists("zakaz.dm_sales_daily", """
         event_date Date
         sale_date Date
         event_id LowCardinality(String)
@@ -70,11 +70,11 @@ def upgrade() -> None:
         _ver UInt64
     """, engine="ReplacingMergeTree(_ver)", order_by="(event_date, city, event_id, event_name)",
         partition_by="toYYYYMM(event_date)")
-    create_table("zakaz.dim_city_alias", """
+    op.create_table_if_not_exists("zakaz.dim_city_alias", """
         alias LowCardinality(String)
         city LowCardinality(String)
     """, engine="ReplacingMergeTree", order_by="(alias)")
-    create_table("zakaz.dm_vk_ads_daily", """
+    op.create_table_if_not_exists("zakaz.dm_vk_ads_daily", """
         stat_date Date
         city LowCardinality(String)
         impressions UInt64
@@ -84,7 +84,7 @@ def upgrade() -> None:
         _ver UInt64
     """, engine="ReplacingMergeTree(_ver)", order_by="(stat_date, city)",
         partition_by="toYYYYMM(stat_date)")
-    create_table("zakaz.stg_sales_events", """
+    op.create_table_if_not_exists("zakaz.stg_sales_events", """
         event_date Date
         event_id String
         city String
@@ -98,7 +98,7 @@ def upgrade() -> None:
         _loaded_at DateTime DEFAULT now()
     """, engine="ReplacingMergeTree(_ver)", order_by="(event_date, city, event_id, order_id)",
         partition_by="toYYYYMM(event_date)", ttl="_loaded_at + toIntervalDay(30)")
-    create_table("zakaz.stg_vk_ads_daily", """
+    op.create_table_if_not_exists("zakaz.stg_vk_ads_daily", """
         stat_date Date
         city String
         campaign_id String
@@ -113,7 +113,7 @@ def upgrade() -> None:
     """, engine="ReplacingMergeTree(_ver)", order_by="(stat_date, city, campaign_id, ad_id)",
         partition_by="toYYYYMM(stat_date)", ttl="_loaded_at + toIntervalDay(30)")
 
-    create_table("meta.backup_runs", """
+    op.create_table_if_not_exists("meta.backup_runs", """
         ts DateTime DEFAULT now()
         backup_name String
         mode Enum8('full' = 1, 'incr' = 2) DEFAULT 'full'
@@ -124,7 +124,7 @@ def upgrade() -> None:
         details String DEFAULT ''
         error_msg String DEFAULT ''
     """, engine="MergeTree", order_by="(ts, backup_name, mode)", partition_by="toYYYYMM(ts)")
-    create_table("meta.etl_alerts", """
+    op.create_table_if_not_exists("meta.etl_alerts", """
         ts DateTime
         severity LowCardinality(String)
         job LowCardinality(String)
@@ -132,7 +132,7 @@ def upgrade() -> None:
         message String
         context_json String
     """, engine="MergeTree", order_by="(ts)", partition_by="toYYYYMM(ts)")
-    create_table("meta.etl_runs", """
+    op.create_table_if_not_exists("meta.etl_runs", """
         job LowCardinality(String)
         run_id UUID
         started_at DateTime
@@ -146,14 +146,14 @@ def upgrade() -> None:
         host String
         version_tag String
     """, engine="MergeTree", order_by="(started_at, job)", partition_by="toYYYYMM(started_at)")
-    create_table("meta.sli_daily", """
+    op.create_table_if_not_exists("meta.sli_daily", """
         d Date
         table_name LowCardinality(String)
         metric_name LowCardinality(String)
         metric_value Float64
         updated_at DateTime DEFAULT now()
     """, engine="ReplacingMergeTree(updated_at)", order_by="(d, table_name, metric_name)")
-    create_table("meta.watermarks", """
+    op.create_table_if_not_exists("meta.watermarks", """
         source LowCardinality(String)
         stream LowCardinality(String)
         wm_type LowCardinality(String)
@@ -161,12 +161,12 @@ def upgrade() -> None:
         updated_at DateTime DEFAULT now()
     """, engine="ReplacingMergeTree(updated_at)", order_by="(source, stream)")
 
-    create_view("zakaz.v_sales_latest", """
+    op.create_view("zakaz.v_sales_latest", """
         SELECT report_date AS sale_date, event_date, event_id, event_name, city,
                tickets_sold, revenue, refunds_amount, currency
         FROM zakaz.stg_qtickets_sales FINAL
     """)
-    create_view("zakaz.v_sales_14d", """
+    op.create_view("zakaz.v_sales_14d", """
         SELECT event_date AS d, city, event_id, event_name,
                sum(tickets_sold) AS tickets_sold,
                sum(revenue) AS revenue,
@@ -175,16 +175,16 @@ def upgrade() -> None:
         WHERE report_date >= today() - 14
         GROUP BY d, city, event_id, event_name
     """)
-    create_view("zakaz.v_dm_sales_daily", """
+    op.create_view("zakaz.v_dm_sales_daily", """
         SELECT event_date, sale_date, event_id, city, event_name, tickets_sold, revenue,
                refunds_amount, net_revenue, currency, _loaded_at
         FROM zakaz.dm_sales_daily
     """)
-    create_view("zakaz.v_vk_ads_daily", """
+    op.create_view("zakaz.v_vk_ads_daily", """
         SELECT stat_date, city, impressions, clicks, spend
         FROM zakaz.dm_vk_ads_daily
     """)
-    create_view("zakaz.v_marketing_roi_daily", """
+    op.create_view("zakaz.v_marketing_roi_daily", """
         SELECT s.d AS d, s.city AS city, s.net_revenue AS net_revenue,
                s.tickets_sold AS tickets_sold, a.spend AS spend, a.clicks AS clicks,
                a.impressions AS impressions,
@@ -206,19 +206,19 @@ def upgrade() -> None:
             GROUP BY d, city
         ) AS a ON s.d = a.d AND s.city = a.city
     """)
-    create_view("meta.v_quality_last_day", """
+    op.create_view("meta.v_quality_last_day", """
         SELECT yesterday() AS d,
                (SELECT count() FROM zakaz.dm_sales_daily WHERE event_date = yesterday()) AS sales_rows,
                (SELECT sum(net_revenue) FROM zakaz.dm_sales_daily WHERE event_date = yesterday()) AS sales_revenue,
                (SELECT count() FROM zakaz.dm_vk_ads_daily WHERE stat_date = yesterday()) AS vk_rows,
                (SELECT sum(spend) FROM zakaz.dm_vk_ads_daily WHERE stat_date = yesterday()) AS vk_spend
     """)
-    create_view("meta.v_sli_latest", """
+    op.create_view("meta.v_sli_latest", """
         SELECT d, table_name, metric_name, metric_value, updated_at
         FROM meta.sli_daily FINAL
         WHERE d >= today() - 2
     """)
-    create_view("bi.v_sales_daily", """
+    op.create_view("bi.v_sales_daily", """
         SELECT s.event_date AS d,
                if(a.city = '', lower(trimBoth(s.city)), toString(a.city)) AS city,
                toString(s.event_id) AS event_id,
@@ -235,7 +235,7 @@ def upgrade() -> None:
         ) AS a ON lower(trimBoth(toString(s.city))) = a.alias
         GROUP BY d, city, event_id
     """)
-    create_view("bi.v_vk_ads_daily", """
+    op.create_view("bi.v_vk_ads_daily", """
         SELECT stat_date AS d, lower(toString(city)) AS city,
                sum(impressions) AS impressions, sum(clicks) AS clicks,
                CAST(sum(spend) AS Decimal(18, 2)) / 100 AS spend,
@@ -245,7 +245,7 @@ def upgrade() -> None:
     """)
     # Without join_use_nulls (a setting here would leak into the views it
     # reads), the side a row is missing from has default values: '' and 1970-01-01.
-    create_view("bi.v_marketing_roi_daily", """
+    op.create_view("bi.v_marketing_roi_daily", """
         SELECT if(s.city = '', v.d, s.d) AS d,
                if(s.city = '', v.city, s.city) AS city,
                s.revenue AS revenue,
@@ -266,7 +266,7 @@ def upgrade() -> None:
         ) AS s
         FULL OUTER JOIN bi.v_vk_ads_daily AS v ON s.d = v.d AND s.city = v.city
     """)
-    create_view("bi.v_ops_freshness", """
+    op.create_view("bi.v_ops_freshness", """
         SELECT today() AS d,
                'qtickets+vk_ads' AS source,
                (SELECT max(_loaded_at) FROM zakaz.dm_sales_daily) AS loaded_at_sales,
@@ -278,6 +278,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for view in reversed(VIEWS):
-        drop_view(view)
+        op.drop_view(view)
     for table in reversed(TABLES):
-        drop_table(table)
+        op.drop_table_if_exists(table)

@@ -6,7 +6,7 @@ As first shipped: sheets inventory and fact_qtickets_sales have no
 (its ``_loaded_at`` is the inventory date).  Later revisions fix each.
 Downgrade drops these tables with their rows.
 """
-from app.operations import create_table, create_view, drop_table, drop_view
+from alembic import op
 
 revision = "0003"
 down_revision = "0002"
@@ -59,7 +59,7 @@ VIEW_SQL = {
 
 
 def upgrade() -> None:
-    create_table("zakaz.stg_qtickets_sheets_raw", """
+    op.create_table_if_not_exists("zakaz.stg_qtickets_sheets_raw", """
         source String
         sheet_id String
         tab String
@@ -69,7 +69,7 @@ def upgrade() -> None:
         hash_low_card LowCardinality(String)
     """, engine="ReplacingMergeTree(_ver)", order_by="(source, sheet_id, tab, hash_low_card)",
         partition_by="toYYYYMM(_ingest_ts)", ttl="_ingest_ts + toIntervalDay(30)")
-    create_table("zakaz.stg_qtickets_sheets_events", """
+    op.create_table_if_not_exists("zakaz.stg_qtickets_sheets_events", """
         event_id String
         event_name String
         event_date Date
@@ -80,7 +80,7 @@ def upgrade() -> None:
         hash_low_card LowCardinality(String)
     """, engine="ReplacingMergeTree(_ver)", order_by="(event_id, city)",
         partition_by="toYYYYMM(event_date)")
-    create_table("zakaz.stg_qtickets_sheets_inventory", """
+    op.create_table_if_not_exists("zakaz.stg_qtickets_sheets_inventory", """
         event_id String
         city String
         tickets_total UInt32 DEFAULT 0
@@ -88,7 +88,7 @@ def upgrade() -> None:
         _ver UInt64
         hash_low_card LowCardinality(String)
     """, engine="ReplacingMergeTree(_ver)", order_by="(event_id, city)", partition_by="tuple()")
-    create_table("zakaz.stg_qtickets_sheets_sales", """
+    op.create_table_if_not_exists("zakaz.stg_qtickets_sheets_sales", """
         date Date
         event_id String
         event_name String
@@ -101,7 +101,7 @@ def upgrade() -> None:
         hash_low_card LowCardinality(String)
     """, engine="ReplacingMergeTree(_ver)", order_by="(date, event_id, city)",
         partition_by="toYYYYMM(date)")
-    create_table("zakaz.fact_qtickets_sales", """
+    op.create_table_if_not_exists("zakaz.fact_qtickets_sales", """
         date Date
         event_id String
         event_name String
@@ -113,7 +113,7 @@ def upgrade() -> None:
         _ver UInt64
     """, engine="ReplacingMergeTree(_ver)", order_by="(date, event_id, city)",
         partition_by="toYYYYMM(date)")
-    create_table("zakaz.fact_qtickets_inventory", """
+    op.create_table_if_not_exists("zakaz.fact_qtickets_inventory", """
         event_id String
         city LowCardinality(String)
         tickets_total UInt32 DEFAULT 0
@@ -121,7 +121,7 @@ def upgrade() -> None:
         _ver UInt64
         _loaded_at DateTime DEFAULT now()
     """, engine="ReplacingMergeTree(_ver)", order_by="(event_id, city)", partition_by="tuple()")
-    create_table("zakaz.dim_events", """
+    op.create_table_if_not_exists("zakaz.dim_events", """
         event_id String
         event_name String
         city LowCardinality(String)
@@ -132,7 +132,7 @@ def upgrade() -> None:
         _ver UInt64
         _loaded_at DateTime DEFAULT now()
     """, engine="ReplacingMergeTree(_ver)", order_by="(event_id)", partition_by="tuple()")
-    create_table("zakaz.meta_job_runs", """
+    op.create_table_if_not_exists("zakaz.meta_job_runs", """
         job LowCardinality(String)
         started_at DateTime
         finished_at DateTime
@@ -143,11 +143,11 @@ def upgrade() -> None:
     """, engine="MergeTree", order_by="(job, started_at)", partition_by="toYYYYMM(started_at)")
 
     for name, select in VIEW_SQL.items():
-        create_view(name, select)
+        op.create_view(name, select)
 
 
 def downgrade() -> None:
     for view in reversed(VIEW_SQL):
-        drop_view(view)
+        op.drop_view(view)
     for table in reversed(TABLES):
-        drop_table(table)
+        op.drop_table_if_exists(table)

@@ -6,9 +6,7 @@ keeps the warehouse's design (a time filter inside an MV and sums stored in a
 ReplacingMergeTree); lint warns about it on purpose.
 Downgrade drops these tables (and the view's storage) with their rows.
 """
-from app.operations import (
-    create_materialized_view, create_table, create_view, drop_table, drop_view,
-)
+from alembic import op
 
 revision = "0004"
 down_revision = "0003"
@@ -67,7 +65,7 @@ VIEW_SQL = {
 
 
 def upgrade() -> None:
-    create_table("zakaz.stg_qtickets_api_orders_raw", """
+    op.create_table_if_not_exists("zakaz.stg_qtickets_api_orders_raw", """
         event_id String
         city LowCardinality(String)
         sale_ts DateTime
@@ -77,7 +75,7 @@ def upgrade() -> None:
         _ver UInt64
         _dedup_key FixedString(32)
     """, engine="ReplacingMergeTree(_ver)", order_by="(_dedup_key)", partition_by="tuple()")
-    create_table("zakaz.stg_qtickets_api_inventory_raw", """
+    op.create_table_if_not_exists("zakaz.stg_qtickets_api_inventory_raw", """
         snapshot_ts DateTime
         event_id String
         event_name String
@@ -88,7 +86,7 @@ def upgrade() -> None:
         _dedup_key FixedString(32)
     """, engine="ReplacingMergeTree(_ver)", order_by="(event_id, city, snapshot_ts)",
         partition_by="tuple()")
-    create_table("zakaz.fact_qtickets_sales_daily", """
+    op.create_table_if_not_exists("zakaz.fact_qtickets_sales_daily", """
         sales_date Date
         event_id String
         city LowCardinality(String)
@@ -98,7 +96,7 @@ def upgrade() -> None:
     """, engine="ReplacingMergeTree(_ver)", order_by="(event_id, sales_date, city)",
         partition_by="toYYYYMM(sales_date)")
 
-    create_materialized_view("zakaz.mv_qtickets_sales_latest", """
+    op.create_materialized_view("zakaz.mv_qtickets_sales_latest", """
         SELECT event_id, city,
                max(sale_ts) AS latest_sale_ts,
                sum(tickets_sold) AS tickets_sold_14d,
@@ -107,11 +105,11 @@ def upgrade() -> None:
         WHERE sale_ts >= now() - toIntervalDay(14)
         GROUP BY event_id, city
     """, engine="ReplacingMergeTree", order_by="(event_id, city)", partition_by="tuple()")
-    create_view("zakaz.v_qtickets_sales_dashboard", VIEW_SQL["zakaz.v_qtickets_sales_dashboard"])
+    op.create_view("zakaz.v_qtickets_sales_dashboard", VIEW_SQL["zakaz.v_qtickets_sales_dashboard"])
 
 
 def downgrade() -> None:
-    drop_view("zakaz.v_qtickets_sales_dashboard")
-    drop_view("zakaz.mv_qtickets_sales_latest")
+    op.drop_view("zakaz.v_qtickets_sales_dashboard")
+    op.drop_view("zakaz.mv_qtickets_sales_latest")
     for table in reversed(TABLES):
-        drop_table(table)
+        op.drop_table_if_exists(table)

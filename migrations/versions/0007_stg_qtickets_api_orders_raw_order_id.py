@@ -2,7 +2,7 @@
 
 Rows loaded before have an empty order_id.  Downgrade drops the column and its values.
 """
-from app.operations import add_column, drop_column
+from alembic import op
 
 revision = "0007"
 down_revision = "0006"
@@ -13,8 +13,8 @@ DOWNGRADE_LOSES = ["zakaz.stg_qtickets_api_orders_raw.order_id"]
 
 
 def upgrade() -> None:
-    add_column("zakaz.stg_qtickets_api_orders_raw", "order_id String", first=True)
+    op.add_column_if_not_exists("zakaz.stg_qtickets_api_orders_raw", "order_id String", first=True)
 
 
 def downgrade() -> None:
-    drop_column("zakaz.stg_qtickets_api_orders_raw", "order_id")
+    op.drop_column_if_exists("zakaz.stg_qtickets_api_orders_raw", "order_id")

@@ -5,7 +5,7 @@ of every row, swap.  Existing rows get the time of the rebuild as _loaded_at.
 Downgrade rebuilds it back unpartitioned, keeping every row but dropping the
 _loaded_at values.
 """
-from app.operations import rebuild_table
+from alembic import op
 
 revision = "0008"
 down_revision = "0007"
@@ -26,12 +26,12 @@ KEPT = "event_id, city, tickets_total, tickets_left, _ver, hash_low_card"
 
 
 def upgrade() -> None:
-    rebuild_table("zakaz.stg_qtickets_sheets_inventory", COLUMNS + "_loaded_at DateTime DEFAULT now()",
+    op.rebuild_table("zakaz.stg_qtickets_sheets_inventory", COLUMNS + "_loaded_at DateTime DEFAULT now()",
                   engine="ReplacingMergeTree(_ver)", order_by="(event_id, city)",
                   partition_by="toYYYYMM(_loaded_at)", copy=KEPT)
 
 
 def downgrade() -> None:
-    rebuild_table("zakaz.stg_qtickets_sheets_inventory", COLUMNS,
+    op.rebuild_table("zakaz.stg_qtickets_sheets_inventory", COLUMNS,
                   engine="ReplacingMergeTree(_ver)", order_by="(event_id, city)",
                   partition_by="tuple()", copy=KEPT)

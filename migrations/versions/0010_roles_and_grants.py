@@ -6,7 +6,7 @@ not here: `zakaz-schema users apply` creates them from the environment.
 On the embedded engine (no access storage) each statement is checked and
 recorded as skipped.  Downgrade drops the roles, which removes their grants.
 """
-from app.operations import access
+from alembic import op
 
 revision = "0010"
 down_revision = "0009"
@@ -41,15 +41,15 @@ ROLES = ["zakaz_etl", "zakaz_reader", "zakaz_backup"]
 
 def upgrade() -> None:
     for role in ROLES:
-        access(f"CREATE ROLE IF NOT EXISTS {role}")
+        op.create_role(role)
     for table in ETL_WRITES:
-        access(f"GRANT INSERT, SELECT ON {table} TO zakaz_etl")
-    access("GRANT SELECT ON meta.* TO zakaz_etl")
+        op.grant("INSERT, SELECT", table, to="zakaz_etl")
+    op.grant("SELECT", "meta.*", to="zakaz_etl")
     for name in READER_SELECTS:
-        access(f"GRANT SELECT ON {name} TO zakaz_reader")
-    access("GRANT INSERT, SELECT ON meta.backup_runs TO zakaz_backup")
+        op.grant("SELECT", name, to="zakaz_reader")
+    op.grant("INSERT, SELECT", "meta.backup_runs", to="zakaz_backup")
 
 
 def downgrade() -> None:
     for role in reversed(ROLES):
-        access(f"DROP ROLE IF EXISTS {role}")
+        op.drop_role(role)

@@ -1,15 +1,16 @@
 """Verify the warehouse: every table, view and the materialized view exactly as warehouse.md's verification rule says, with the expectations frozen here.
 
 The expected column sets are written in this revision (not read from
-app.canonical), so later revisions never change what it checks.  It fails
-with a column-by-column report and changes nothing; the downgrade has
-nothing to undo.  Extra objects are reported by `zakaz-schema verify`, not
+app.canonical), and so is the check (below the data: how the written form
+and the live system tables are read and compared, as app/ did when this
+revision was written), so neither later revisions nor edits to app/ change
+what it checks.  It fails with a column-by-column report and changes
+nothing; the downgrade has nothing to undo.  Extra objects are reported by `zakaz-schema verify`, not
 failed here: adopted databases may keep integration tables of their own.
 """
-from alembic import op
+import re
 
-from app.schema import MATERIALIZED_VIEW, VIEW, parse_tables, parse_views
-from app.verify import assert_schema
+from alembic import op
 
 revision = "0011"
 down_revision = "0010"
@@ -295,13 +296,223 @@ def upgrade() -> None:
     if context.as_sql:
         context.impl.static_output("-- 0011: the schema check runs online only" + context.impl.command_terminator)
         return
-    expected = {
-        obj.name: obj
-        for obj in parse_tables(TABLES) + parse_views(VIEWS, VIEW)
-        + parse_views(MATERIALIZED_VIEWS, MATERIALIZED_VIEW)
-    }
-    assert_schema(op.get_bind(), expected)
+    assert_schema(op.get_bind(), expected_schema())
 
 
 def downgrade() -> None:
     pass
+
+
+# --- the check, frozen with the expectations -----------------------------------------
+# Both sides in one normalised form: ClickHouse 24.8 and 26.x print keys,
+# DEFAULTs and TTLs differently (brackets, tuple()), and a cluster deploy
+# makes engines Replicated.  Revision 0013 reuses these (it reads this module).
+
+# How a view runs when created without the clause (servers print it only once given).
+_DEFAULT_SECURITY = {"table": "", "view": "INVOKER", "materialized_view": "NONE"}
+ENGINE_CLAUSES = ("PARTITION BY", "PRIMARY KEY", "ORDER BY", "SAMPLE BY", "TTL", "SETTINGS", "COMMENT")
+
+
+class SchemaMismatch(Exception):
+    """The live schema is not the expected one; the message lists every difference."""
+
+    def __init__(self, findings: list[str]):
+        self.findings = findings
+        super().__init__(f"schema differs from the expected one ({len(findings)} finding(s)): " + "; ".join(findings))
+
+
+def _scan(text: str):
+    """(index, char, depth) of each character outside quotes; a bracket counts at its outer depth."""
+    depth, quote, i = 0, "", 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"`":
+            quote = ch
+        elif ch in "([":
+            yield i, ch, depth
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            yield i, ch, depth
+        else:
+            yield i, ch, depth
+        i += 1
+
+
+def _squash(text: str) -> str:
+    """Whitespace outside quotes collapsed to one space."""
+    keep = {i for i, _, _ in _scan(text)}
+    return re.sub(r"\x00+", " ", "".join("\x00" if i in keep and ch.isspace() else ch
+                                          for i, ch in enumerate(text or ""))).strip()
+
+
+def _wrapped(text: str) -> bool:
+    if not text.startswith("("):
+        return False
+    return next(i for i, ch, depth in _scan(text) if ch == ")" and depth == 0) == len(text) - 1
+
+
+def _has_comma(text: str) -> bool:
+    return any(ch == "," and depth == 0 for _, ch, depth in _scan(text))
+
+
+def _expression(text: str) -> str:
+    """Grouping brackets dropped (26.x keeps them); a tuple is (a, b) on both lines."""
+    text = _squash(text or "")
+    while _wrapped(text) and not _has_comma(text[1:-1]):
+        text = text[1:-1].strip()
+    if text.startswith("tuple(") and _wrapped(text[5:]) and _has_comma(text[6:-1]):
+        text = text[5:]
+    return text
+
+
+def _key(text: str) -> str:
+    """``(a, b)`` and ``a, b`` alike, ``(x)`` is ``x``, and tuple() (one partition) is ''."""
+    text = _squash(text or "")
+    if _wrapped(text):
+        text = text[1:-1].strip()
+    if not _has_comma(text):
+        text = _expression(text)
+    return "" if text == "tuple()" else text
+
+
+def _clauses(engine_full: str) -> dict[str, str]:
+    text = _squash(engine_full or "")
+    starts = [(i, c) for i, ch, depth in _scan(text) if ch == " " and not depth
+              for c in ENGINE_CLAUSES if text[i + 1:].startswith(c + " ")]
+    parts = {"ENGINE": text[: starts[0][0]] if starts else text}
+    for n, (pos, clause) in enumerate(starts):
+        parts[clause] = text[pos + 1 + len(clause): starts[n + 1][0] if n + 1 < len(starts) else len(text)].strip()
+    return parts
+
+
+def _logical_engine(engine: str) -> str:
+    """ReplicatedReplacingMergeTree('/path', '{replica}', _ver) is ReplacingMergeTree(_ver)."""
+    m = re.match(r"^Replicated(\w*MergeTree)\s*(?:\((.*)\))?\s*$", engine or "", re.S)
+    if not m:
+        return engine
+    args = re.sub(r"^\s*'(?:[^'\\]|\\.)*'\s*,\s*'(?:[^'\\]|\\.)*'\s*,?\s*", "", m.group(2) or "")
+    return m.group(1) + (f"({args.strip()})" if args.strip() else "")
+
+
+def _object(kind: str, clause: str, columns: list[tuple[str, str, str]], security: str = "") -> dict:
+    parts = _clauses(clause) if clause else {}
+    return {"kind": kind, "columns": columns, "security": security,
+            "engine": _logical_engine(parts.get("ENGINE", "")), "order_by": _key(parts.get("ORDER BY", "")),
+            "partition_by": _key(parts.get("PARTITION BY", "")), "ttl": _expression(parts.get("TTL", ""))}
+
+
+def expected_schema(views_security: str = "") -> dict[str, dict]:
+    """TABLES, VIEWS and MATERIALIZED_VIEWS above, parsed: name -> kind, columns (name, type, DEFAULT), engine, keys."""
+    out = {}
+    for block in TABLES.strip().split("\n\n"):
+        head, *lines = block.strip().splitlines()
+        name, clause = head.split(None, 1)
+        columns = []
+        for line in lines:
+            column, rest = line.split(None, 1)
+            type_, _, default = rest.partition(" DEFAULT ")
+            columns.append((column, _squash(type_), _expression(default)))
+        out[name] = _object("table", clause, columns)
+    for text, kind, security in ((VIEWS, "view", views_security), (MATERIALIZED_VIEWS, "materialized_view", "")):
+        for line in text.strip().splitlines():
+            head, _, names = line.rpartition(":")
+            name, _, clause = head.strip().partition(" ")
+            out[name] = _object(kind, clause, [(n.strip(), "", "") for n in names.split(",")], security)
+    return out
+
+
+def live_schema(conn, databases: list[str]) -> dict[str, dict]:
+    """The same form, from system.tables and system.columns (a materialized view's keys from its storage)."""
+    where = ", ".join(f"'{d}'" for d in databases)
+    tables = {(db, name): row for db, name, *row in conn.exec_driver_sql(
+        "SELECT database, name, toString(uuid), engine, engine_full, create_table_query FROM system.tables "
+        f"WHERE database IN ({where})").all()}
+    columns: dict[tuple[str, str], list] = {}
+    for db, table, name, type_, kind, expression in conn.exec_driver_sql(
+            "SELECT database, table, name, type, default_kind, default_expression FROM system.columns "
+            f"WHERE database IN ({where}) ORDER BY database, table, position").all():
+        default = _expression(expression)
+        if kind and kind != "DEFAULT":
+            default = f"{kind} {default}".strip()
+        columns.setdefault((db, table), []).append((name, _squash(type_), default))
+    out = {}
+    for (db, name), (uuid, engine, engine_full, create) in tables.items():
+        if name.startswith(".inner"):
+            continue
+        kind = {"View": "view", "MaterializedView": "materialized_view"}.get(engine, "table")
+        storage = engine_full
+        if kind == "view":
+            storage = ""
+        elif kind == "materialized_view":
+            inner = tables.get((db, f".inner_id.{uuid}")) or tables.get((db, f".inner.{name}"))
+            storage = inner[2] if inner else ""
+        security = re.search(r"\sSQL SECURITY (DEFINER|INVOKER|NONE) AS ", create or "")
+        out[f"{db}.{name}"] = _object(kind, storage, columns.get((db, name), []),
+                                      security.group(1) if security else _DEFAULT_SECURITY[kind])
+    return out
+
+
+def differences(live: dict[str, dict], expected: dict[str, dict]) -> list[str]:
+    """What makes ``live`` not ``expected``; a different column order and extra objects are not."""
+    out = []
+    for name in sorted(expected):
+        want, got = expected[name], live.get(name)
+        if got is None:
+            out.append(f"missing {want['kind'].replace('_', ' ')} {name}")
+            continue
+        if got["kind"] != want["kind"]:
+            out.append(f"{name} is a {got['kind'].replace('_', ' ')}, expected a {want['kind'].replace('_', ' ')}")
+            continue
+        for aspect, label in (("engine", "engine"), ("order_by", "ORDER BY"), ("partition_by", "PARTITION BY"),
+                              ("ttl", "TTL"), ("security", "SQL SECURITY")):
+            if got[aspect] != want[aspect] and (aspect != "security" or want["security"]):
+                out.append(f"{label} of {name}: expected {want[aspect] or '(none)'}, found {got[aspect] or '(none)'}")
+        typed = want["kind"] == "table"
+        have = {c[0]: c for c in got["columns"]}
+        for column, type_, default in want["columns"]:
+            spec = f"{type_} DEFAULT {default}" if default else type_
+            if column not in have:
+                out.append(f"missing column {name}.{column}" + (f" (expected {spec})" if typed else ""))
+            elif typed and have[column][1] != type_:
+                out.append(f"type of {name}.{column}: expected {type_}, found {have[column][1]}")
+            elif typed and have[column][2] != default:
+                out.append(f"DEFAULT of {name}.{column}: expected {default or '(none)'}, "
+                           f"found {have[column][2] or '(none)'}")
+        wanted = {c[0] for c in want["columns"]}
+        out += [f"unmanaged column {name}.{c[0]}" for c in got["columns"] if c[0] not in wanted]
+    return out
+
+
+def unselectable(conn, views: list[str]) -> list[str]:
+    """Views that do not answer a SELECT: all asked in one statement, one by one only to name them."""
+    if not views:
+        return []
+    try:
+        conn.exec_driver_sql(" UNION ALL ".join(
+            f"SELECT '{v}' AS view, toTypeName(tuple(*)) AS columns FROM {v} LIMIT 0" for v in sorted(views)))
+        return []
+    except Exception:
+        pass
+    out = []
+    for view in sorted(views):
+        try:
+            conn.exec_driver_sql(f"SELECT * FROM {view} LIMIT 0").all()
+        except Exception as exc:
+            out.append(f"{view} is not selectable: {str(getattr(exc, 'orig', exc)).splitlines()[0]}")
+    return out
+
+
+def assert_schema(conn, expected: dict[str, dict], more: list[str] = ()) -> None:
+    """Raise SchemaMismatch unless the live databases of ``expected`` match it and its views answer."""
+    live = live_schema(conn, sorted({name.split(".", 1)[0] for name in expected}))
+    findings = differences(live, expected)
+    findings += unselectable(conn, [n for n, o in expected.items() if o["kind"] != "table" and n in live])
+    findings += list(more)
+    if findings:
+        raise SchemaMismatch(findings)

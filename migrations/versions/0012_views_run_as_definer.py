@@ -16,7 +16,7 @@ NONE back, and has one user anyway).
 Downgrade makes the views INVOKER again and the materialized view NONE, then
 drops the definer; no rows are touched.
 """
-from app.operations import access, set_view_security
+from alembic import op
 
 revision = "0012"
 down_revision = "0011"
@@ -37,19 +37,18 @@ MATERIALIZED_VIEWS = ["zakaz.mv_qtickets_sales_latest"]
 
 
 def upgrade() -> None:
-    access(f"CREATE USER IF NOT EXISTS {DEFINER} NOT IDENTIFIED HOST NONE")
-    access(f"GRANT SELECT ON zakaz.* TO {DEFINER}")
-    access(f"GRANT SELECT ON meta.* TO {DEFINER}")
-    access(f"GRANT SELECT ON bi.* TO {DEFINER}")
+    op.access(f"CREATE USER IF NOT EXISTS {DEFINER} NOT IDENTIFIED HOST NONE")
+    for database in ("zakaz", "meta", "bi"):
+        op.grant("SELECT", f"{database}.*", to=DEFINER)
     for view in VIEWS:
-        set_view_security(view, "DEFINER", definer=DEFINER)
+        op.set_view_security(view, "DEFINER", definer=DEFINER)
     for view in MATERIALIZED_VIEWS:
-        set_view_security(view, "DEFINER", definer=DEFINER, server_only=True)
+        op.set_view_security(view, "DEFINER", definer=DEFINER, server_only=True)
 
 
 def downgrade() -> None:
     for view in MATERIALIZED_VIEWS:
-        set_view_security(view, "NONE", server_only=True)
+        op.set_view_security(view, "NONE", server_only=True)
     for view in reversed(VIEWS):
-        set_view_security(view, "INVOKER")
-    access(f"DROP USER IF EXISTS {DEFINER}")
+        op.set_view_security(view, "INVOKER")
+    op.access(f"DROP USER IF EXISTS {DEFINER}")

@@ -1,0 +1,122 @@
+"""What adopt decides: the repair operations, the plan, the result, and why it refuses."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from app.errors import EXIT_CHECK, UsageError
+
+
+class AdoptionRefused(UsageError):
+    """Adoption cannot go on; nothing was changed."""
+
+
+class AlreadyManaged(AdoptionRefused):
+    """The database has a ledger: it is managed already."""
+
+
+class NoMatchingRevision(AdoptionRefused):
+    """The live schema matches no revision, or differs in ways no safe operation repairs."""
+
+    exit_code = EXIT_CHECK  # the check failed; the input was fine
+
+
+class DataLossRefused(AdoptionRefused):
+    """The repair plan would lose data and ``allow_data_loss`` was not given."""
+
+
+class PlanChanged(AdoptionRefused):
+    """The database changed between the plan shown and the apply."""
+
+
+@dataclass
+class Operation:
+    kind: str      # create_database, drop_column, add_column, modify_column, modify_ttl, remove_ttl,
+    #                rebuild_table, create_view, recreate_materialized_view
+    target: str    # "db.table" or "db.table.column"
+    reason: str
+    statements: list[str]
+    # What the operation drops: "db.table" or "db.table.column"; with the rows
+    # holding such values now (counted when the plan is made).
+    loses: list[str] = field(default_factory=list)
+    rows_at_risk: int = 0
+    # Rebuilds: after statement ``count_check_after``, the copy must have as
+    # many rows as the original (else stop before the swap).
+    count_check: tuple[str, str] | None = None
+    count_check_after: int = -1
+    risk_sql: str = ""
+    # modify_column of a type: the new type.  The content check compares the
+    # values before, converted to it, with the values after (a widening such
+    # as DateTime -> DateTime64 keeps every value but prints it differently).
+    converts_to: str = ""
+
+    @property
+    def loses_data(self) -> bool:
+        return self.rows_at_risk > 0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.pop("risk_sql")
+        out.pop("converts_to")
+        out["loses_data"] = self.loses_data
+        return out
+
+
+@dataclass
+class AdoptionPlan:
+    url: str
+    server_version: str
+    chain_checksum: str
+    head: str
+    revision: str | None  # the latest revision the database fully contains; None: no match
+    objects: int          # managed-database objects in the live database
+    # Why each revision after the chosen one is not contained (a few findings each).
+    blocked_at: dict[str, list[str]]
+    differences: list[dict]   # live against the schema at ``revision``, annotated
+    ahead: list[dict]         # objects/columns of later revisions already present
+    operations: list[Operation]
+    unmanaged: list[str]      # left untouched
+    refusals: list[str]       # why it cannot be adopted (empty when it can)
+    notes: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # revisions the upgrade will run
+
+    @property
+    def adoptable(self) -> bool:
+        return self.revision is not None and not self.refusals
+
+    @property
+    def lossy_operations(self) -> list[Operation]:
+        return [op for op in self.operations if op.loses_data]
+
+    def signature(self) -> tuple:
+        return (self.revision, tuple((op.kind, op.target, tuple(op.statements)) for op in self.operations),
+                tuple(self.refusals))
+
+    def to_dict(self) -> dict:
+        return {
+            "url": self.url, "server_version": self.server_version, "chain_checksum": self.chain_checksum,
+            "head": self.head, "revision": self.revision, "adoptable": self.adoptable,
+            "needs_allow_data_loss": bool(self.lossy_operations), "objects": self.objects,
+            "blocked_at": self.blocked_at, "differences": self.differences, "ahead": self.ahead,
+            "operations": [op.to_dict() for op in self.operations], "unmanaged": self.unmanaged,
+            "refusals": self.refusals, "notes": self.notes, "pending": self.pending,
+        }
+
+
+@dataclass
+class AdoptionResult:
+    plan: AdoptionPlan
+    steps: list[dict]
+    findings: list  # app.verify.Finding, from verify after the upgrade
+    data_changes: list[str]  # tables whose content differs from before (should be empty)
+    checked_tables: int
+
+    @property
+    def ok(self) -> bool:
+        return not [f for f in self.findings if f.fatal] and not self.data_changes
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok, "revision": self.plan.revision, "plan": self.plan.to_dict(),
+            "steps": self.steps, "findings": [f.to_dict() for f in self.findings],
+            "data_changes": self.data_changes, "checked_tables": self.checked_tables,
+        }
