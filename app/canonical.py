@@ -7,8 +7,9 @@ Each table is written as it would be declared: its name and engine clause on
 one line (as in the spec, parsed with the same rules as system.tables'
 engine_full, so ``ORDER BY (a, b)`` and ``PARTITION BY tuple()`` may be
 written as the spec has them), then one line per column: name, type and an
-optional ``DEFAULT expr``.  Views list their output column names; their types
-are not part of the spec, so they are stored as ''.
+optional ``DEFAULT expr``, ``COMMENT 'text'`` and ``CODEC(...)``, in that
+order.  Views list their output column names; their types are not part of
+the spec, so they are stored as ''.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -41,7 +41,7 @@ from app.schema import Column, DbObject, Schema
 from app.snapshot import take_snapshot
 
 # Bump when the cached form of a revision state changes.
-CACHE_FORMAT = "adopt-states-2"  # 2: objects carry `security`
+CACHE_FORMAT = "adopt-states-3"  # 2: objects carry `security`; 3: codec, comment, primary_key, queries
 # Files whose content decides what a replay produces, besides the revisions.
 REPLAY_INPUTS = ("app/operations", "app/impl.py", "app/schema.py", "app/snapshot.py")
 
@@ -139,6 +139,9 @@ class RevisionState:
     schema: Schema
     # Tables and materialized views: their CREATE statement; views: their SELECT.
     ddl: dict[str, str]
+    # Views and materialized views: their SELECT (``Snapshot.queries``), which
+    # is what the planner compares; a materialized view's CREATE would not be.
+    queries: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -158,7 +161,7 @@ def capture_state(conn, revision: str) -> RevisionState:
     snap = take_snapshot(conn, MANAGED_DATABASES)
     ddl = {name: snap.queries[name] if obj.kind == "view" else snap.creates[name]
            for name, obj in snap.schema.items()}
-    return RevisionState(revision, sorted(snap.databases), snap.schema, ddl)
+    return RevisionState(revision, sorted(snap.databases), snap.schema, ddl, dict(snap.queries))
 
 
 def _replay_states(chain, script_location: str | None) -> list[RevisionState]:
@@ -209,15 +212,17 @@ def _write_cache(cache_dir, file_name: str, payload: str) -> None:
 def _object_to_json(obj: DbObject) -> dict:
     return {
         "kind": obj.kind, "engine": obj.engine, "order_by": obj.order_by,
-        "partition_by": obj.partition_by, "ttl": obj.ttl, "security": obj.security,
-        "columns": [[c.name, c.type, c.default] for c in obj.columns],
+        "partition_by": obj.partition_by, "primary_key": obj.primary_key, "ttl": obj.ttl,
+        "security": obj.security,
+        "columns": [[c.name, c.type, c.default, c.codec, c.comment] for c in obj.columns],
     }
 
 
 def _object_from_json(name: str, data: dict) -> DbObject:
     return DbObject(
         name=name, kind=data["kind"], engine=data["engine"], order_by=data["order_by"],
-        partition_by=data["partition_by"], ttl=data["ttl"], security=data["security"],
+        partition_by=data["partition_by"], primary_key=data["primary_key"], ttl=data["ttl"],
+        security=data["security"],
         columns=tuple(Column(*c) for c in data["columns"]),
     )
 
@@ -227,7 +232,7 @@ def _states_to_json(states: ChainStates) -> dict:
         "format": CACHE_FORMAT,
         "checksum": states.checksum,
         "states": [
-            {"revision": s.revision, "databases": s.databases, "ddl": s.ddl,
+            {"revision": s.revision, "databases": s.databases, "ddl": s.ddl, "queries": s.queries,
              "objects": {n: _object_to_json(o) for n, o in s.schema.items()}}
             for s in states.states
         ],
@@ -240,6 +245,7 @@ def _states_from_json(data: dict) -> ChainStates:
         states=[
             RevisionState(
                 revision=s["revision"], databases=list(s["databases"]), ddl=dict(s["ddl"]),
+                queries=dict(s["queries"]),
                 schema={n: _object_from_json(n, o) for n, o in s["objects"].items()},
             )
             for s in data["states"]

@@ -32,7 +32,7 @@ from app.errors import UsageError
 from app.planner import Plan, plan
 from app.replay import ChainNotLinear, copy_template, embedded_url, revision_states, scratch_database, scratch_folder
 from app.revision_files import canonical_queries, load_canonical, next_ordinal, revision_slug
-from app.schema import TABLE, VIEW, Schema
+from app.schema import TABLE, Schema
 from app.sql import clickhouse_error_message
 from app.verify import compare_schema
 
@@ -75,7 +75,7 @@ def plan_revision(message: str, *, allow_loss: bool = False, revision: str | Non
     if head is not None:
         state = revision_states(script_location).states[-1]
         current = state.schema
-        current_queries = {n: q for n, q in state.ddl.items() if current[n].kind == VIEW}
+        current_queries = dict(state.queries)
     with scratch_database("zakaz-autogenerate-") as url, connect(url) as conn:
         check_types(conn, current, desired)
         current_queries = {n: format_query(conn, n, q) for n, q in current_queries.items()}

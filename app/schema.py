@@ -5,8 +5,8 @@ Both the canonical schema (``app.canonical``) and a live snapshot (``app.snapsho
 in one normalised text form, so comparing them is plain equality.  ClickHouse
 24.8 and 26.x print the same definitions differently (measured on chDB 2.1.1 =
 24.8.4 and chdb-core 26.9.2); every such difference is absorbed by
-``normalise_type``, ``normalise_expression`` and ``normalise_key`` below and
-nowhere else.
+``normalise_type``, ``normalise_expression``, ``normalise_key`` and
+``normalise_codec`` below and nowhere else.
 """
 from __future__ import annotations
 
@@ -27,15 +27,27 @@ class Column:
     # column keeps its keyword in front ("MATERIALIZED 'x'") so it can never
     # compare equal to a DEFAULT one.
     default: str = ""
+    # The compression codecs inside CODEC(...), normalised (``normalise_codec``): ``Delta(4), ZSTD(1)``; '' for
+    # the server's default.
+    codec: str = ""
+    # The COMMENT text itself (unquoted), '' for none.
+    comment: str = ""
 
     @property
     def spec(self) -> str:
-        """The column as DDL after its name: ``DateTime DEFAULT now()``."""
-        if not self.default:
-            return self.type
-        if self.default.split(" ", 1)[0] in _OTHER_DEFAULT_KINDS:
-            return f"{self.type} {self.default}".strip()
-        return f"{self.type} DEFAULT {self.default}".strip()
+        """The column as DDL after its name: ``DateTime DEFAULT now() COMMENT 'x' CODEC(ZSTD(1))``.
+
+        COMMENT before CODEC: 24.8's parser accepts no other order.
+        """
+        out = self.type
+        if self.default:
+            kind = self.default.split(" ", 1)[0]
+            out = f"{out} {self.default}" if kind in _OTHER_DEFAULT_KINDS else f"{out} DEFAULT {self.default}"
+        if self.comment:
+            out += f" COMMENT {quote_string(self.comment)}"
+        if self.codec:
+            out += f" CODEC({self.codec})"
+        return out.strip()
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,9 @@ class DbObject:
     order_by: str = ""
     partition_by: str = ""
     ttl: str = ""
+    # The PRIMARY KEY when it is not the ORDER BY (a prefix of it), normalised
+    # like it; '' when it is (ClickHouse's default, and every spec table's).
+    primary_key: str = ""
     # How a view runs: "DEFINER" (with its definer's rights), "INVOKER" (with
     # its reader's) or "NONE".  '' for tables, and in an expectation that
     # does not state it.  The definer's name is not here: on the embedded
@@ -160,6 +175,50 @@ def _collapse_spaces(text: str) -> str:
 
 
 # --- normalisation -----------------------------------------------------------
+
+def quote_string(text: str) -> str:
+    """``text`` as a ClickHouse string literal, on one line (a column list has one column a line)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+# Bytes of a fixed-size value: the argument Delta takes when none is written.
+_DELTA_SIZES = {
+    "Int8": 1, "UInt8": 1, "Int16": 2, "UInt16": 2, "Date": 2, "Int32": 4, "UInt32": 4, "Float32": 4,
+    "Date32": 4, "DateTime": 4, "Int64": 8, "UInt64": 8, "Float64": 8,
+}
+# Codecs whose argument the server fills in when none is written, and with what.
+_CODEC_DEFAULTS = {"ZSTD": "1", "LZ4HC": "0"}
+
+
+def normalise_codec(text: str, type_: str = "") -> str:
+    """A CODEC as both ClickHouse lines print it, without ``CODEC(...)``: ``Delta(4), ZSTD(1)``.
+
+    Both fill in ``ZSTD`` as ``ZSTD(1)``, ``LZ4HC`` as ``LZ4HC(0)`` and
+    ``Delta`` as ``Delta(<bytes of the type>)`` (done here for a spec that
+    leaves them out; a type not listed needs the argument written); 26.x
+    prints ``Gorilla`` as ``Gorilla(<bytes>)``, 24.8 as ``Gorilla``: the
+    argument goes.
+    """
+    text = _collapse_spaces(text or "")
+    if text.startswith("CODEC(") and _wrapped_in_parens(text[5:]):
+        text = text[6:-1].strip()
+    if not text:
+        return ""
+    bounds = [i for i, ch, depth in _scan(text) if ch == "," and depth == 0]
+    parts = [text[a + 1:b].strip() for a, b in zip([-1] + bounds, bounds + [len(text)])]
+    base, _ = unwrap_type(type_)
+    out = []
+    for part in parts:
+        name = part.split("(", 1)[0].strip()
+        if name == "Gorilla":
+            part = name
+        elif part == name and name in _CODEC_DEFAULTS:
+            part = f"{name}({_CODEC_DEFAULTS[name]})"
+        elif part == name == "Delta" and base in _DELTA_SIZES:
+            part = f"Delta({_DELTA_SIZES[base]})"
+        out.append(part)
+    return ", ".join(out)
+
 
 def normalise_type(text: str) -> str:
     """A column type in the form both ClickHouse lines print.
@@ -321,13 +380,48 @@ def _engine_fields(clause: str) -> dict[str, str]:
         "order_by": normalise_key(parts.get("ORDER BY", "")),
         "partition_by": normalise_key(parts.get("PARTITION BY", "")),
         "ttl": normalise_expression(parts.get("TTL", "")),
+        "primary_key": implicit_primary_key(parts.get("PRIMARY KEY", ""), parts.get("ORDER BY", "")),
     }
 
 
+def implicit_primary_key(primary_key: str, order_by: str) -> str:
+    """A PRIMARY KEY normalised, '' when it is the ORDER BY (as a table without one has it)."""
+    key = normalise_key(primary_key)
+    return "" if key == normalise_key(order_by) else key
+
+
+_ESCAPE = re.compile(r"\\(.)|''", re.S)
+
+
+def _unquote(literal: str) -> str:
+    """The text of a string literal: ``'it\\'s'`` and ``'it''s'`` are ``it's``."""
+    return _ESCAPE.sub(lambda m: "'" if m.group(1) is None else {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)),
+                       literal[1:-1])
+
+
+def _clause_start(text: str, keyword: str) -> int:
+    """Where `` KEYWORD`` starts outside quotes and brackets, or -1."""
+    for i, ch, depth in _scan(text):
+        if ch == " " and not depth and text.startswith(f" {keyword}", i) \
+                and text[i + 1 + len(keyword):i + 2 + len(keyword)] in (" ", "("):
+            return i
+    return -1
+
+
 def _column(line: str) -> Column:
+    """``name Type [DEFAULT expr] [COMMENT 'text'] [CODEC(...)]`` (the order ClickHouse prints)."""
     name, rest = line.split(None, 1)
+    rest = _collapse_spaces(rest)
+    codec = comment = ""
+    at = _clause_start(rest, "CODEC")
+    if at >= 0:
+        rest, codec = rest[:at], rest[at + 1:]
+    at = _clause_start(rest, "COMMENT")
+    if at >= 0:
+        rest, comment = rest[:at], _unquote(rest[at + len(" COMMENT "):].strip())
     type_, _, default = rest.partition(" DEFAULT ")
-    return Column(name, normalise_type(type_), normalise_expression(default))
+    return Column(name, normalise_type(type_), normalise_expression(default),
+                  normalise_codec(codec, normalise_type(type_)), comment)
 
 
 def parse_tables(text: str) -> list[DbObject]:

@@ -14,12 +14,14 @@ from typing import Iterable
 from app.schema import TABLE, DbObject, Schema
 
 # Aspects of an object compared as text, in report order.
-OBJECT_ASPECTS = ("engine", "order_by", "partition_by", "ttl", "security")
+OBJECT_ASPECTS = ("engine", "order_by", "partition_by", "primary_key", "ttl", "security")
+# Aspects of a table's column compared as text, in report order.
+COLUMN_ASPECTS = ("type", "default", "codec", "comment")
 # What a Difference can be about.  "object", "column" and "database": present
 # on one side only, the other side's value is ''; the present side holds the
 # object's kind, the column's DDL (a view's column, untyped: its name) or the
 # database's name (``object`` is then the database).
-ASPECTS = ("database", "object", "kind") + OBJECT_ASPECTS + ("column", "type", "default", "column_order")
+ASPECTS = ("database", "object", "kind") + OBJECT_ASPECTS + ("column",) + COLUMN_ASPECTS + ("column_order",)
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,9 @@ def diff_objects(before: DbObject, after: DbObject) -> list[Difference]:
         if got is None:
             out.append(Difference(name, col.name, "column", col.spec if typed else col.name, ""))
             continue
-        if typed and got.type != col.type:
-            out.append(Difference(name, col.name, "type", col.type, got.type))
-        if typed and got.default != col.default:
-            out.append(Difference(name, col.name, "default", col.default, got.default))
+        if typed:
+            out.extend(Difference(name, col.name, aspect, getattr(col, aspect), getattr(got, aspect))
+                       for aspect in COLUMN_ASPECTS if getattr(got, aspect) != getattr(col, aspect))
     before_names = set(before.column_names)
     for col in after.columns:
         if col.name not in before_names:

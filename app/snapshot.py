@@ -4,7 +4,7 @@ Every tool that needs to know what a database holds reads it here: verify
 (against the canonical schema), the drill and lint (before and after each
 step), adopt (the live schema, and the schema at every revision) and the
 tests.  The result is a ``Snapshot``: the ``app.schema.Schema`` model
-(columns with type and DEFAULT, engine, keys, TTL, how a view runs) plus what
+(columns with type, DEFAULT, CODEC and COMMENT, engine, keys, TTL, how a view runs) plus what
 the model leaves out but some tool compares: the databases, each object's
 uuid, CREATE statement and view query, and each table's row count.
 
@@ -20,9 +20,9 @@ from typing import Iterable
 
 from app.canonical import MANAGED_DATABASES
 from app.schema import (
-    BOOKKEEPING_NAMES, MATERIALIZED_VIEW, TABLE, VIEW, Column, DbObject, Schema, logical_engine,
-    normalise_expression, normalise_key, normalise_type, split_engine_full, view_security,
-    without_sql_security,
+    BOOKKEEPING_NAMES, MATERIALIZED_VIEW, TABLE, VIEW, Column, DbObject, Schema, implicit_primary_key,
+    logical_engine, normalise_codec, normalise_expression, normalise_key, normalise_type, split_engine_full,
+    view_security, without_sql_security,
 )
 from app.sql import in_list
 
@@ -37,6 +37,8 @@ _expression = functools.lru_cache(maxsize=8192)(normalise_expression)
 _key = functools.lru_cache(maxsize=8192)(normalise_key)
 _engine_clauses = functools.lru_cache(maxsize=8192)(split_engine_full)
 _security = functools.lru_cache(maxsize=8192)(view_security)
+_codec = functools.lru_cache(maxsize=8192)(normalise_codec)
+_primary_key = functools.lru_cache(maxsize=8192)(implicit_primary_key)
 
 
 @dataclass(frozen=True)
@@ -110,14 +112,14 @@ def take_snapshot(conn, databases: Iterable[str] | None = None, *, parts: bool =
     # The databases ride along with the tables (an empty database has no
     # table row): one round trip fewer, and as cheap as two queries.
     queries = {
-        2: "SELECT database, name, toString(uuid), engine, engine_full, sorting_key, partition_key, "
+        2: "SELECT database, name, toString(uuid), engine, engine_full, sorting_key, partition_key, primary_key, "
            "if(engine IN ('View', 'MaterializedView'), as_select, ''), "
            "if(startsWith(name, '.inner'), '', create_table_query), isNull(total_rows), ifNull(total_rows, 0) "
            f"FROM system.tables WHERE {in_db} "
-           "UNION ALL SELECT name, '', '', '', '', '', '', '', '', toUInt8(0), toUInt64(0) "
+           "UNION ALL SELECT name, '', '', '', '', '', '', '', '', '', toUInt8(0), toUInt64(0) "
            f"FROM system.databases WHERE {in_name}",
-        3: "SELECT database, table, name, type, default_kind, default_expression, position "
-           f"FROM system.columns WHERE {in_db}",
+        3: "SELECT database, table, name, type, default_kind, default_expression, position, "
+           f"compression_codec, comment FROM system.columns WHERE {in_db}",
     }
     rows = {tag: conn.exec_driver_sql(sql).all() for tag, sql in queries.items()}
     snap = _assemble(rows)
@@ -146,18 +148,19 @@ def _read_parts(conn, in_db: str, parts: dict, stored: dict) -> None:
 
 def _assemble(rows: dict[int, list]) -> Snapshot:
     columns_of: dict[str, list[tuple[int, Column]]] = {}
-    for database, table, name, type_, default_kind, default_expression, position in rows[3]:
+    for database, table, name, type_, default_kind, default_expression, position, codec, comment in rows[3]:
         default = _expression(default_expression)
         if default_kind and default_kind != "DEFAULT":
             default = f"{default_kind} {default}".strip()
+        type_ = _type(type_)
         columns_of.setdefault(f"{database}.{table}", []).append(
-            (position, Column(name, _type(type_), default)))
+            (position, Column(name, type_, default, _codec(codec, type_), comment)))
 
     dbs = frozenset(r[0] for r in rows[2] if not r[1])
     tables = {f"{r[0]}.{r[1]}": r for r in rows[2] if r[1]}
     snap = Snapshot({}, dbs)
     for full_name in sorted(tables):
-        database, name, uuid, engine, _, _, _, query, create, no_count, count = tables[full_name]
+        database, name, uuid, engine, _, _, _, _, query, create, no_count, count = tables[full_name]
         if name.startswith(_INNER_PREFIXES) or is_bookkeeping(full_name):
             continue
         kind = _kind(engine)
@@ -169,7 +172,7 @@ def _assemble(rows: dict[int, list]) -> Snapshot:
             # ones (old servers) after the view's name; a view written TO an
             # existing table has neither and no storage of its own.
             storage = tables.get(f"{database}..inner_id.{uuid}") or tables.get(f"{database}..inner.{name}")
-        engine_full, sorting_key, partition_key = storage[4:7] if storage else ("", "", "")
+        engine_full, sorting_key, partition_key, primary_key = storage[4:8] if storage else ("", "", "", "")
         clauses = _engine_clauses(engine_full)
         snap.schema[full_name] = DbObject(
             name=full_name,
@@ -179,6 +182,7 @@ def _assemble(rows: dict[int, list]) -> Snapshot:
             engine=logical_engine(clauses["ENGINE"]),
             order_by=_key(sorting_key),
             partition_by=_key(partition_key),
+            primary_key=_primary_key(primary_key, sorting_key),
             # system.tables has no TTL column: engine_full is the only source.
             ttl=_expression(clauses.get("TTL", "")),
             security=_security(create, kind),

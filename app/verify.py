@@ -14,13 +14,14 @@ from app.schema_diff import Difference, diff_schemas
 
 KINDS = (
     "missing_object", "unmanaged_object", "kind",
-    "engine", "order_by", "partition_by", "ttl",
-    "missing_column", "unmanaged_column", "type", "default", "column_order",
+    "engine", "order_by", "partition_by", "primary_key", "ttl",
+    "missing_column", "unmanaged_column", "type", "default", "codec", "comment", "column_order",
 )
 
 # How a report names each aspect compared as text.
 _LABELS = {"engine": "engine", "order_by": "ORDER BY", "partition_by": "PARTITION BY", "ttl": "TTL",
-           "security": "SQL SECURITY", "definer": "DEFINER", "default": "DEFAULT"}
+           "primary_key": "PRIMARY KEY", "security": "SQL SECURITY", "definer": "DEFINER", "default": "DEFAULT",
+           "codec": "CODEC", "comment": "COMMENT"}
 
 
 NOT_FATAL = ("column_order", "unmanaged_object")

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import pytest
 
-from app import commands
+from app import commands, revision_autogenerate
 from app.autogenerate import render_revision
 from app.config import PROJECT_ROOT
 from app.drill import run_drill
@@ -84,6 +84,13 @@ def with_columns(schema, name, *columns: str):
 SALES = ("id UInt32", "d Date", "city String DEFAULT 'msk'", "amount Decimal(12, 2)", "note String")
 
 
+def with_column(schema, table, name, **fields):
+    """``schema`` with column ``name`` of ``table`` given ``fields`` (codec, comment, ...)."""
+    obj = schema[table]
+    return replace(schema, table, columns=tuple(dataclasses.replace(c, **fields) if c.name == name else c
+                                                for c in obj.columns))
+
+
 def _without(schema, *names):
     return {k: v for k, v in schema.items() if k not in names}
 
@@ -135,6 +142,23 @@ CASES = [
                                                       "d Date", "amount Decimal(12, 2)", "note String"), q),
      False, ([], [])),
     ("TTL added", lambda s, q: (replace(s, "zakaz.sales", ttl="d + toIntervalYear(100)"), q), False, ([], [])),
+    ("TTL changed", lambda s, q: (replace(s, "zakaz.sales", ttl="d + toIntervalYear(120)"), q), False, ([], [])),
+    ("TTL removed", lambda s, q: (replace(s, "zakaz.sales", ttl=""), q), False, ([], [])),
+    ("codec added", lambda s, q: (with_column(s, "zakaz.sales", "amount", codec="ZSTD(3)"), q), False, ([], [])),
+    ("codec changed", lambda s, q: (with_column(s, "zakaz.sales", "amount", codec="Delta(8), LZ4"), q),
+     False, ([], [])),
+    ("codec removed", lambda s, q: (with_column(s, "zakaz.sales", "amount", codec=""), q), False, ([], [])),
+    ("comment added", lambda s, q: (with_column(s, "zakaz.sales", "note", comment="the seller's note"), q),
+     False, ([], [])),
+    ("comment changed", lambda s, q: (with_column(s, "zakaz.sales", "note", comment="a \\ 'quoted' note"), q),
+     False, ([], [])),
+    ("comment removed", lambda s, q: (with_column(s, "zakaz.sales", "note", comment=""), q), False, ([], [])),
+    ("codec and comment with a type change", lambda s, q: (with_column(
+        s, "zakaz.sales", "amount", type="Decimal(18, 4)", codec="ZSTD(1)", comment="in roubles"), q),
+     False, ([], ["zakaz.sales.amount"])),
+    # The sorting key's first column (a primary key is a prefix of it): ``id`` from BASES' ``id, d``.
+    ("primary key added", lambda s, q: (
+        replace(s, "zakaz.sales", primary_key=s["zakaz.sales"].order_by.split(",")[0]), q), False, ([], [])),
     ("ORDER BY changed", lambda s, q: (replace(s, "zakaz.sales", order_by="city, id"), q), False, ([], [])),
     ("PARTITION BY changed", lambda s, q: (replace(s, "zakaz.sales", partition_by=""), q), False, ([], [])),
     ("engine changed", lambda s, q: (replace(s, "zakaz.events", engine="MergeTree"), q), False, ([], [])),
@@ -158,6 +182,19 @@ CASES = [
         {**q, "zakaz.mv_events": "SELECT name, count() AS n FROM zakaz.events GROUP BY name"}),
      False, ([], ["zakaz.mv_events"])),
 ]
+
+
+# The base a case starts from, where it is not base_schema() itself (the removal of what
+# the base does not have).
+BASES = {
+    "TTL changed": lambda s: replace(s, "zakaz.sales", ttl="d + toIntervalYear(100)"),
+    "TTL removed": lambda s: replace(s, "zakaz.sales", ttl="d + toIntervalYear(100)"),
+    "codec changed": lambda s: with_column(s, "zakaz.sales", "amount", codec="ZSTD(1)"),
+    "codec removed": lambda s: with_column(s, "zakaz.sales", "amount", codec="ZSTD(1)"),
+    "comment changed": lambda s: with_column(s, "zakaz.sales", "note", comment="free text"),
+    "comment removed": lambda s: with_column(s, "zakaz.sales", "note", comment="free text"),
+    "primary key added": lambda s: replace(s, "zakaz.sales", order_by="id, d"),
+}
 
 
 @pytest.fixture
@@ -223,8 +260,8 @@ def _id(case) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
 def test_change_kind(case, chain, tmp_path):
-    _, change, allow_loss, (upgrade_loses, downgrade_loses) = case
-    base, queries = base_schema(), dict(QUERIES)
+    name, change, allow_loss, (upgrade_loses, downgrade_loses) = case
+    base, queries = BASES.get(name, lambda s: s)(base_schema()), dict(QUERIES)
     desired, desired_queries = change(base, queries)
     url = f"clickhouse+chdb:///default?path={tmp_path / 'db'}"
 
@@ -263,10 +300,27 @@ def test_rebuilt_table_still_feeds_its_materialized_view(chain, tmp_path):
         assert conn.exec_driver_sql("SELECT sum(total) FROM zakaz.mv_city").scalar() == Decimal("2.5")
 
 
+def test_an_unchanged_materialized_view_spelled_out_plans_nothing(chain, monkeypatch):
+    """The chain's head holds the view's SELECT, not its CREATE: the same SELECT, however typed, is no change."""
+    base = base_schema()
+    write_revision(chain, "0001", None, plan({}, base, desired_queries=QUERIES), "Install the base")
+    retyped = {**QUERIES, "zakaz.mv_city": "select city,\n  sum(amount) as total from zakaz.sales group by city"}
+    monkeypatch.setattr(revision_autogenerate, "load_canonical", lambda: base)
+    monkeypatch.setattr(revision_autogenerate, "canonical_queries", lambda: retyped)
+    assert revision_autogenerate.plan_revision("Nothing", script_location=str(chain)).empty
+
+    changed = {**retyped, "zakaz.mv_city": "SELECT city, sum(amount) AS total FROM zakaz.sales "
+                                            "WHERE amount > 0 GROUP BY city"}
+    monkeypatch.setattr(revision_autogenerate, "canonical_queries", lambda: changed)
+    generated = revision_autogenerate.plan_revision("Positive only", allow_loss=True, script_location=str(chain))
+    assert generated.plan.changes == ["recreate materialized view zakaz.mv_city (its SELECT changed)"]
+
+
 # Revisions written one after another, each from the last one's schema: what lint and the drill read.
 CHAINED = ["new view over a new table", "widening type", "ORDER BY changed", "view changed, its reader recreated",
            "view security", "new materialized view",
-           "engine changed"]
+           "engine changed", "codec added", "comment added", "TTL added",
+           "primary key added"]
 
 
 def test_a_chain_of_generated_revisions_passes_lint_and_the_drill_with_data(chain):

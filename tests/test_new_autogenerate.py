@@ -125,6 +125,28 @@ def test_a_new_view_from_its_select_in_the_canonical_schema(chain, canonical):
     assert again.exit_code == 0 and again.output.startswith("No changes"), again.output
 
 
+# Revision 0004's SELECT of the materialized view, re-typed by hand in another layout.
+MV_LATEST_QUERY = (
+    "SELECT event_id, city, max(sale_ts) AS latest_sale_ts, sum(tickets_sold) AS tickets_sold_14d, "
+    "sum(revenue) AS revenue_14d FROM zakaz.stg_qtickets_api_orders_raw "
+    "WHERE sale_ts >= now() - toIntervalDay(14) GROUP BY event_id, city")
+
+
+def test_an_unchanged_materialized_view_spelled_out_plans_nothing(chain, canonical):
+    canonical(lambda t: t + f"\nVIEW_QUERIES = {{'zakaz.mv_qtickets_sales_latest': {MV_LATEST_QUERY!r}}}\n")
+    result = new("--autogenerate", "Nothing to do")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("No changes"), result.output
+
+
+def test_a_changed_materialized_view_select_is_a_change(chain, canonical):
+    changed = MV_LATEST_QUERY.replace("toIntervalDay(14)", "toIntervalDay(28)")
+    canonical(lambda t: t + f"\nVIEW_QUERIES = {{'zakaz.mv_qtickets_sales_latest': {changed!r}}}\n")
+    line = refused(chain)
+    assert line.startswith("Error: zakaz.mv_qtickets_sales_latest: recreating the materialized view "
+                           "(its SELECT changed) empties its storage"), line
+
+
 def test_a_new_view_over_an_object_that_does_not_exist(chain, canonical):
     canonical(add_view("SELECT sale_id, amount FROM zakaz.refunds_logs"))
     line = refused(chain)

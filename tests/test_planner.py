@@ -109,6 +109,83 @@ def test_default_changes():
     assert calls(p.upgrade) == [Call("modify_column", ("zakaz.t", "s String DEFAULT 'y'"))]
 
 
+def with_s(**fields):
+    """BASE with column ``s`` (``String DEFAULT 'x'``) given ``fields``."""
+    cols = BASE["zakaz.t"].columns
+    return changed(BASE, "zakaz.t", columns=cols[:2] + (dataclasses.replace(cols[2], **fields),) + cols[3:])
+
+
+def test_codec_changes_are_modify_column_and_remove_codec():
+    p = plan(BASE, with_s(codec="ZSTD(3)"))
+    assert calls(p.upgrade) == [Call("modify_column", ("zakaz.t", "s CODEC(ZSTD(3))"))]
+    assert calls(p.downgrade) == [Call("remove_column_property", ("zakaz.t", "s", "CODEC"))]
+    assert p.changes == ["modify column zakaz.t.s: codec ZSTD(3)"]
+    # From one codec to another: set, nothing removed.
+    p = plan(with_s(codec="ZSTD(3)"), with_s(codec="Delta(4), LZ4"))
+    assert calls(p.upgrade) == [Call("modify_column", ("zakaz.t", "s CODEC(Delta(4), LZ4)"))]
+
+
+def test_comment_changes_are_modify_column_and_remove_comment():
+    p = plan(BASE, with_s(comment="it's the city"))
+    assert calls(p.upgrade) == [Call("modify_column", ("zakaz.t", "s COMMENT 'it\\'s the city'"))]
+    assert calls(p.downgrade) == [Call("remove_column_property", ("zakaz.t", "s", "COMMENT"))]
+    assert p.changes == ["modify column zakaz.t.s: comment 'it\\'s the city'"]
+
+
+def test_a_type_or_default_change_carries_codec_and_comment_in_the_whole_definition():
+    p = plan(with_s(codec="ZSTD(1)", comment="c"), with_s(default="'y'", codec="LZ4", comment="c"))
+    assert calls(p.upgrade) == [Call("modify_column", ("zakaz.t", "s String DEFAULT 'y' COMMENT 'c' CODEC(LZ4)"))]
+    # Removing a codec and a default at once: each removal first, then nothing is left to set.
+    p = plan(with_s(codec="ZSTD(1)"), with_s(default="", codec=""))
+    assert calls(p.upgrade) == [Call("modify_column", ("zakaz.t", "s REMOVE DEFAULT")),
+                                Call("remove_column_property", ("zakaz.t", "s", "CODEC"))]
+    assert calls(p.downgrade) == [Call("modify_column", ("zakaz.t", "s String DEFAULT 'x' CODEC(ZSTD(1))"))]
+
+
+def test_ttl_changes_are_modify_ttl_and_remove_ttl():
+    p = plan(BASE, changed(BASE, "zakaz.t", ttl="d + toIntervalYear(1)"))
+    assert calls(p.upgrade) == [Call("modify_ttl", ("zakaz.t", "d + toIntervalYear(1)"))]
+    assert calls(p.downgrade) == [Call("remove_ttl", ("zakaz.t",))]
+    assert p.changes == ["set TTL of zakaz.t to d + toIntervalYear(1)"]
+    p = plan(changed(BASE, "zakaz.t", ttl="d + toIntervalYear(1)"),
+             changed(BASE, "zakaz.t", ttl="d + toIntervalYear(2)"))
+    assert calls(p.upgrade) == [Call("modify_ttl", ("zakaz.t", "d + toIntervalYear(2)"))]
+
+
+def test_a_ttl_goes_before_the_column_it_reads_and_comes_after_a_new_one():
+    cols = BASE["zakaz.t"].columns
+    unkeyed = {"zakaz.t": dataclasses.replace(BASE["zakaz.t"], partition_by="")}  # d in no key
+    with_ttl = changed(unkeyed, "zakaz.t", ttl="d + toIntervalYear(1)")
+    # A TTL over a new column comes after the column.
+    over_new = changed(unkeyed, "zakaz.t", columns=cols + columns("ts DateTime"), ttl="ts + toIntervalYear(1)")
+    assert [c.op for c in calls(plan(unkeyed, over_new).upgrade)] == ["add_column_if_not_exists", "modify_ttl"]
+    # A TTL removed goes before the column it read is dropped; back, the column comes first.
+    p = plan(with_ttl, changed(unkeyed, "zakaz.t", columns=(cols[0],) + cols[2:]), allow_loss=True)
+    assert [c.op for c in calls(p.upgrade)] == ["remove_ttl", "drop_column_if_exists"]
+    assert [c.op for c in calls(p.downgrade)] == ["add_column_if_not_exists", "modify_ttl"]
+    # Moved from a column that goes to one that comes: neither order works, the table is rebuilt.
+    moved = changed(unkeyed, "zakaz.t", columns=(cols[0],) + cols[2:] + columns("ts DateTime"),
+                    ttl="ts + toIntervalYear(1)")
+    p = plan(with_ttl, moved, allow_loss=True)
+    assert [c.op for c in calls(p.upgrade)] == ["rebuild_table"]
+    assert p.changes == ["rebuild table zakaz.t (TTL), keeping every row"]
+    assert dict(calls(p.upgrade)[0].kwargs)["ttl"] == "ts + toIntervalYear(1)"
+
+
+def test_a_primary_key_change_is_a_rebuild_and_a_new_table_states_its_primary_key():
+    keyed = changed(BASE, "zakaz.t", order_by="id, d", primary_key="id")
+    p = plan(changed(BASE, "zakaz.t", order_by="id, d"), keyed)
+    assert calls(p.upgrade) == [Call(
+        "rebuild_table", ("zakaz.t", "id UInt32\nd Date\ns String DEFAULT 'x'\nn Nullable(UInt8)"),
+        (("engine", "MergeTree"), ("order_by", "(id, d)"), ("partition_by", "toYYYYMM(d)"),
+         ("copy", "id, d, s, n"), ("primary_key", "(id)")))]
+    assert p.changes == ["rebuild table zakaz.t (PRIMARY KEY), keeping every row"]
+    assert dict(calls(p.downgrade)[0].kwargs).get("primary_key") is None
+    p = plan({}, keyed)
+    create = next(c for c in calls(p.upgrade) if c.op == "create_table_if_not_exists")
+    assert dict(create.kwargs)["primary_key"] == "(id)"
+
+
 def test_what_alter_cannot_change_is_a_rebuild_copying_the_shared_columns():
     key_retyped = changed(BASE, "zakaz.t", order_by="d, id",
                           columns=columns("id UInt64", "d Date", "s String DEFAULT 'x'", "extra String"))
@@ -220,6 +297,10 @@ def test_materialized_view_with_rows_is_not_recreated_unless_allowed():
     written_to = changed(old, "zakaz.mv", engine="", order_by="")
     with pytest.raises(PlanRefused, match=r"written TO a table"):
         plan(BASE, written_to, desired_queries=queries)
+    # Its own PRIMARY KEY is a storage change no operation makes.
+    keyed = changed(old, "zakaz.mv", order_by="d, n", primary_key="d")
+    with pytest.raises(PlanRefused, match=r"^zakaz\.mv: no operation creates a materialized view whose PRIMARY KEY"):
+        plan(old, keyed, allow_loss=True, current_queries=queries)
     # A table it reads changing does not recreate it (its rows stay).
     retyped = changed(old, "zakaz.t", columns=columns("id UInt32", "d Date", "s String DEFAULT 'x'",
                                                        "n Nullable(UInt16)"))
@@ -247,9 +328,11 @@ def test_rendered_revision_reads_like_a_hand_written_one():
 @pytest.mark.replay
 def test_the_real_chain_at_head_is_the_canonical_schema():
     head = revision_states().states[-1]
-    views = {n: q for n, q in head.ddl.items() if head.schema[n].kind == VIEW}
-    p = plan(head.schema, CANONICAL, current_queries=views)
+    p = plan(head.schema, CANONICAL, current_queries=head.queries)
     assert p.empty and p.downgrade == ()
+    # The materialized view's SELECT is kept as such, not as its CREATE statement.
+    assert head.queries["zakaz.mv_qtickets_sales_latest"].startswith("SELECT event_id, city, max(sale_ts)")
+    assert set(head.queries) == {n for n, o in head.schema.items() if o.kind != "table"}
 
 
 def test_a_view_over_an_object_that_does_not_exist_is_refused():

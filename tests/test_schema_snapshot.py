@@ -16,8 +16,10 @@ from app.schema import (
     VIEW,
     Column,
     DbObject,
+    normalise_codec,
     normalise_expression,
     normalise_key,
+    parse_tables,
     split_engine_full,
 )
 from app.snapshot import snapshot_schema
@@ -163,6 +165,105 @@ def test_normalise_key_agrees_across_lines(printed_24_8, printed_26_9, normal):
 ])
 def test_normalise_expression_agrees_across_lines(printed_24_8, printed_26_9, normal):
     assert normalise_expression(printed_24_8) == normalise_expression(printed_26_9) == normal
+
+
+@pytest.mark.parametrize("printed_24_8, printed_26_9, type_, normal", [
+    ("CODEC(Delta(4), ZSTD(3))", "CODEC(Delta(4), ZSTD(3))", "UInt32", "Delta(4), ZSTD(3)"),
+    ("CODEC(Gorilla, LZ4)", "CODEC(Gorilla(8), LZ4)", "Float64", "Gorilla, LZ4"),
+    ("CODEC(LZ4HC(0))", "CODEC(LZ4HC(0))", "UInt8", "LZ4HC(0)"),
+    ("CODEC(DoubleDelta, T64, ZSTD(1))", "CODEC(DoubleDelta, T64, ZSTD(1))", "DateTime", "DoubleDelta, T64, ZSTD(1)"),
+    ("", "", "String", ""),
+])
+def test_normalise_codec_agrees_across_lines(printed_24_8, printed_26_9, type_, normal):
+    assert normalise_codec(printed_24_8, type_) == normalise_codec(printed_26_9, type_) == normal
+
+
+@pytest.mark.parametrize("written, type_, normal", [
+    # As a spec may write them, filled in as both lines print them (measured).
+    ("Delta, ZSTD(3)", "UInt32", "Delta(4), ZSTD(3)"),
+    ("ZSTD", "String", "ZSTD(1)"),
+    ("LZ4HC", "UInt8", "LZ4HC(0)"),
+    ("Delta", "Nullable(Int64)", "Delta(8)"),
+])
+def test_normalise_codec_fills_in_what_the_server_fills_in(written, type_, normal):
+    assert normalise_codec(written, type_) == normal
+
+
+def test_parse_tables_reads_comment_codec_and_primary_key():
+    [t] = parse_tables("""
+zakaz.t  MergeTree PRIMARY KEY (id) ORDER BY (id, d)
+    id   UInt32  COMMENT 'the id, it\\'s \\\\ CODEC(x)'  CODEC(Delta, ZSTD)
+    d    Date DEFAULT today() CODEC(ZSTD(3))
+    s    String COMMENT 'a DEFAULT b'
+""")
+    assert t.columns == (Column("id", "UInt32", "", "Delta(4), ZSTD(1)", "the id, it's \\ CODEC(x)"),
+                         Column("d", "Date", "today()", "ZSTD(3)"),
+                         Column("s", "String", "", "", "a DEFAULT b"))
+    assert (t.order_by, t.primary_key) == ("id, d", "id")
+    assert t.columns[0].spec == "UInt32 COMMENT 'the id, it\\'s \\\\ CODEC(x)' CODEC(Delta(4), ZSTD(1))"
+    # A primary key that is the sorting key is no primary key of its own.
+    [u] = parse_tables("zakaz.u  MergeTree PRIMARY KEY (a, b) ORDER BY (a, b)\n    a UInt8\n    b UInt8")
+    assert u.primary_key == ""
+
+
+CODEC_DDL = (
+    "CREATE DATABASE p",
+    "CREATE TABLE p.c (id UInt32 COMMENT 'the id' CODEC(Delta, ZSTD(3)), d Date DEFAULT today() "
+    "COMMENT 'it''s a \\'date\\'' CODEC(ZSTD), x Float64 CODEC(Gorilla, LZ4), n String COMMENT 'a\\nb', "
+    "s String) ENGINE = MergeTree PRIMARY KEY (id) ORDER BY (id, d)",
+    "CREATE TABLE p.k (a UInt8, b UInt8) ENGINE = MergeTree PRIMARY KEY (a, b) ORDER BY (a, b)",
+)
+
+
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
+def line_conn(request, tmp_path):
+    """The embedded engine (26.x), or a 24.8 server without database ``p``."""
+    url = (f"clickhouse+chdb:///default?path={tmp_path / 'chdb'}" if request.param == "embedded"
+           else request.getfixturevalue("server").url("native"))
+    with connect(url) as c:
+        c.exec_driver_sql("DROP DATABASE IF EXISTS p SYNC")
+        yield c
+        c.exec_driver_sql("DROP DATABASE IF EXISTS p SYNC")
+
+
+def test_snapshot_reads_codec_comment_and_primary_key_alike_on_both_lines(line_conn):
+    run(line_conn, *CODEC_DDL)
+    schema = snapshot_schema(line_conn, ["p"])
+    assert schema["p.c"].columns == (
+        Column("id", "UInt32", "", "Delta(4), ZSTD(3)", "the id"),
+        Column("d", "Date", "today()", "ZSTD(1)", "it's a 'date'"),
+        Column("x", "Float64", "", "Gorilla, LZ4"),
+        Column("n", "String", "", "", "a\nb"),
+        Column("s", "String"),
+    )
+    assert (schema["p.c"].order_by, schema["p.c"].primary_key) == ("id, d", "id")
+    assert schema["p.k"].primary_key == ""
+    # The canonical form of the same table compares equal.
+    expected = {o.name: o for o in parse_tables("""
+p.c  MergeTree PRIMARY KEY id ORDER BY (id, d)
+    id  UInt32 COMMENT 'the id' CODEC(Delta, ZSTD(3))
+    d   Date DEFAULT today() COMMENT 'it\\'s a \\'date\\'' CODEC(ZSTD)
+    x   Float64 CODEC(Gorilla(8), LZ4)
+    n   String COMMENT 'a\\nb'
+    s   String
+
+p.k  MergeTree ORDER BY (a, b)
+    a   UInt8
+    b   UInt8
+""")}
+    assert compare_schema(schema, expected) == []
+
+
+def test_codec_comment_and_primary_key_drift_is_reported():
+    [t] = parse_tables("zakaz.t  MergeTree ORDER BY (a, b)\n    a UInt8 COMMENT 'x'\n    b UInt8 CODEC(ZSTD(1))")
+    live = dataclasses.replace(t, primary_key="a", columns=(Column("a", "UInt8"), Column("b", "UInt8", codec="LZ4")))
+    findings = compare_schema({t.name: live}, {t.name: t})
+    assert [str(f) for f in findings] == [
+        "PRIMARY KEY of zakaz.t: expected (none), found a",
+        "COMMENT of zakaz.t.a: expected x, found (none)",
+        "CODEC of zakaz.t.b: expected ZSTD(1), found LZ4",
+    ]
+    assert all(f.fatal for f in findings)
 
 
 def test_split_engine_full_ignores_keywords_inside_arguments():

@@ -6,7 +6,9 @@ import pytest
 from app.engine import connect
 from app.fingerprint import DataProbe, unstored_columns
 from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Column, DbObject
-from app.schema_diff import Difference, diff_databases, diff_schemas
+from app.lint.replay_rules import _restore_difference
+from app.schema_diff import ASPECTS, Difference, diff_databases, diff_schemas
+from app.verify import finding
 from app.snapshot import take_snapshot
 
 pytestmark = pytest.mark.fast
@@ -43,6 +45,26 @@ def test_diff_names_each_aspect_with_both_sides():
         Difference("z.t", "c", "column", "", "UInt8"),
         Difference("z.t", "", "column_order", "a, b", "b, a"),
     ]
+
+
+def test_diff_names_codec_comment_and_primary_key():
+    after = DbObject("z.t", TABLE, (Column("a", "Int32", "", "ZSTD(1)"), Column("b", "String", "'x'", "", "note")),
+                     engine="MergeTree", order_by="a", primary_key="a")
+    assert diff_schemas({"z.t": T}, {"z.t": after}) == [
+        Difference("z.t", "", "primary_key", "", "a"),
+        Difference("z.t", "a", "codec", "", "ZSTD(1)"),
+        Difference("z.t", "b", "comment", "", "note"),
+    ]
+
+
+@pytest.mark.parametrize("aspect, label", [("primary_key", "PRIMARY KEY"), ("codec", "CODEC"),
+                                           ("comment", "COMMENT")])
+def test_verify_and_lint_word_every_aspect(aspect, label):
+    assert aspect in ASPECTS
+    d = Difference("z.t", "" if aspect == "primary_key" else "a", aspect, "x", "")
+    target = "z.t" if aspect == "primary_key" else "z.t.a"
+    assert str(finding(d, {"z.t": T})) == f"{label} of {target}: expected x, found (none)"
+    assert _restore_difference(d) == f"{label} of {target}: was x, now (none)"
 
 
 def test_diff_presence_and_scope():

@@ -262,7 +262,8 @@ def _missing_name(text: str, code: int) -> str | None:
 
 # How each aspect of an object is named in a finding.
 _LABELS = {"engine": "engine", "order_by": "ORDER BY", "partition_by": "PARTITION BY", "ttl": "TTL",
-           "security": "SQL SECURITY", "type": "type", "default": "DEFAULT"}
+           "primary_key": "PRIMARY KEY", "security": "SQL SECURITY", "type": "type", "default": "DEFAULT",
+           "codec": "CODEC", "comment": "COMMENT"}
 
 
 def _restore_difference(d: Difference) -> str:

@@ -77,14 +77,17 @@ class CreateTable(ClickHouseOperation):
     order_by: str
     partition_by: str | None = None
     ttl: str | None = None
+    primary_key: str | None = None
 
     @classmethod
     def create_table_if_not_exists(cls, operations, name: str, columns: str, *, engine: str, order_by: str,
-                                   partition_by: str | None = None, ttl: str | None = None) -> None:
+                                   partition_by: str | None = None, ttl: str | None = None,
+                                   primary_key: str | None = None) -> None:
         """CREATE TABLE IF NOT EXISTS; ``columns`` is one column definition per line.
 
+        ``primary_key``: only when it is not the ORDER BY (a prefix of it).
         In cluster mode a MergeTree-family ``engine`` becomes Replicated."""
-        return operations.invoke(cls(name, columns, engine, order_by, partition_by, ttl))
+        return operations.invoke(cls(name, columns, engine, order_by, partition_by, ttl, primary_key))
 
     def describe(self) -> str:
         return f"create table {self.name} ({self.engine})"
@@ -150,6 +153,57 @@ class ModifyColumn(ClickHouseOperation):
 
     def describe(self) -> str:
         return f"modify column {self.table}: {self.column}"
+
+
+@Operations.register_operation("remove_column_property")
+@dataclass
+class RemoveColumnProperty(ClickHouseOperation):
+    table: str
+    column: str
+    property: str  # "CODEC" or "COMMENT"
+
+    @classmethod
+    def remove_column_property(cls, operations, table: str, column: str, property: str) -> None:
+        """MODIFY COLUMN ``column`` REMOVE ``property`` (``CODEC``, ``COMMENT``).
+
+        ClickHouse refuses to remove what a column does not have, so a re-run
+        (online) skips a property already gone."""
+        return operations.invoke(cls(table, column, property.upper()))
+
+    def describe(self) -> str:
+        return f"remove {self.property} of {self.table}.{self.column}"
+
+
+@Operations.register_operation("modify_ttl")
+@dataclass
+class ModifyTtl(ClickHouseOperation):
+    table: str
+    ttl: str
+
+    @classmethod
+    def modify_ttl(cls, operations, table: str, ttl: str) -> None:
+        """MODIFY TTL: the table TTL ``ttl`` (an expression with its optional action), re-runnable.
+
+        Rows the new TTL has already expired are deleted as parts are
+        rewritten: that is what a TTL is for."""
+        return operations.invoke(cls(table, ttl))
+
+    def describe(self) -> str:
+        return f"set TTL of {self.table} to {self.ttl}"
+
+
+@Operations.register_operation("remove_ttl")
+@dataclass
+class RemoveTtl(ClickHouseOperation):
+    table: str
+
+    @classmethod
+    def remove_ttl(cls, operations, table: str) -> None:
+        """REMOVE TTL; ClickHouse refuses it on a table without one, so a re-run (online) skips it."""
+        return operations.invoke(cls(table))
+
+    def describe(self) -> str:
+        return f"remove the TTL of {self.table}"
 
 
 @Operations.register_operation("create_view")
@@ -273,17 +327,19 @@ class RebuildTable(ClickHouseOperation):
     copy: str
     partition_by: str | None = None
     ttl: str | None = None
+    primary_key: str | None = None
 
     @classmethod
     def rebuild_table(cls, operations, name: str, columns: str, *, engine: str, order_by: str,
-                      partition_by: str | None = None, ttl: str | None = None, copy: str) -> None:
+                      partition_by: str | None = None, ttl: str | None = None, copy: str,
+                      primary_key: str | None = None) -> None:
         """Change what ALTER cannot (partition key, engine): new table, copy, swap.
 
         Every row is kept: ``copy`` lists the columns carried over (new
         columns get their DEFAULT); rows written during the rebuild are moved
         too, or the step stops and says what to do (app.operations.rebuild).
         """
-        return operations.invoke(cls(name, columns, engine, order_by, copy, partition_by, ttl))
+        return operations.invoke(cls(name, columns, engine, order_by, copy, partition_by, ttl, primary_key))
 
     def describe(self) -> str:
         return f"rebuild table {self.name} ({self.engine}, keeping {self.copy})"
@@ -369,6 +425,7 @@ class Run(ClickHouseOperation):
         return "run " + " ".join(self.sql.split())[:80]
 
 
-ALL = (CreateDatabase, DropDatabase, CreateTable, DropTable, AddColumn, DropColumn, ModifyColumn, CreateView,
+ALL = (CreateDatabase, DropDatabase, CreateTable, DropTable, AddColumn, DropColumn, ModifyColumn,
+       RemoveColumnProperty, ModifyTtl, RemoveTtl, CreateView,
        DropView, CreateMaterializedView, SetViewSecurity, ExchangeTables, CopyRowsOnce, RebuildTable,
        CreateRole, DropRole, Grant, Access, Run)

@@ -14,6 +14,7 @@ from alembic.operations import Operations
 from app import losses
 from app.operations import definitions as d
 from app.operations import rebuild, render
+from app.schema import split_engine_full
 
 
 def _begin(operations, operation):
@@ -112,6 +113,45 @@ def drop_column(operations, operation: d.DropColumn) -> None:
 def modify_column(operations, operation: d.ModifyColumn) -> None:
     impl = _begin(operations, operation)
     impl.run_rendered(render.modify_column(operation, impl.placement))
+
+
+# What system.columns holds for each property REMOVE takes away: '' once it is gone.
+_COLUMN_PROPERTY = {"CODEC": "compression_codec", "COMMENT": "comment"}
+
+
+@Operations.implementation_for(d.RemoveColumnProperty)
+def remove_column_property(operations, operation: d.RemoveColumnProperty) -> None:
+    impl = _begin(operations, operation)
+    if operation.property not in _COLUMN_PROPERTY:
+        raise ValueError(f"remove_column_property removes CODEC or COMMENT, not {operation.property!r}")
+    if _online(impl):
+        db, table = operation.table.split(".", 1)
+        held = impl.connection.exec_driver_sql(
+            f"SELECT {_COLUMN_PROPERTY[operation.property]} FROM system.columns "
+            "WHERE database = %(d)s AND table = %(t)s AND name = %(c)s",
+            {"d": db, "t": table, "c": operation.column}).scalar()
+        if not held:
+            return
+    impl.run_rendered(render.remove_column_property(operation, impl.placement))
+
+
+@Operations.implementation_for(d.ModifyTtl)
+def modify_ttl(operations, operation: d.ModifyTtl) -> None:
+    impl = _begin(operations, operation)
+    impl.run_rendered(render.modify_ttl(operation, impl.placement))
+
+
+@Operations.implementation_for(d.RemoveTtl)
+def remove_ttl(operations, operation: d.RemoveTtl) -> None:
+    impl = _begin(operations, operation)
+    if _online(impl):
+        db, table = operation.table.split(".", 1)
+        engine_full = impl.connection.exec_driver_sql(
+            "SELECT engine_full FROM system.tables WHERE database = %(d)s AND name = %(t)s",
+            {"d": db, "t": table}).scalar()
+        if "TTL" not in split_engine_full(engine_full or ""):
+            return
+    impl.run_rendered(render.remove_ttl(operation, impl.placement))
 
 
 @Operations.implementation_for(d.CreateView)

@@ -67,6 +67,8 @@ def create_table(op: d.CreateTable | d.RebuildTable, at: Placement, *, name: str
            f"(\n    {body}\n)\nENGINE = {at.engine(op.engine, name)}")
     if op.partition_by:
         sql += f"\nPARTITION BY {op.partition_by}"
+    if op.primary_key:
+        sql += f"\nPRIMARY KEY {op.primary_key}"
     sql += f"\nORDER BY {op.order_by}"
     if op.ttl:
         sql += f"\nTTL {op.ttl}"
@@ -98,6 +100,18 @@ def drop_column(op: d.DropColumn, at: Placement) -> str:
 
 def modify_column(op: d.ModifyColumn, at: Placement) -> str:
     return f"ALTER TABLE {op.table}{at.on_cluster(op.table)} MODIFY COLUMN {op.column}"
+
+
+def remove_column_property(op: d.RemoveColumnProperty, at: Placement) -> str:
+    return f"ALTER TABLE {op.table}{at.on_cluster(op.table)} MODIFY COLUMN {op.column} REMOVE {op.property}"
+
+
+def modify_ttl(op: d.ModifyTtl, at: Placement) -> str:
+    return f"ALTER TABLE {op.table}{at.on_cluster(op.table)} MODIFY TTL {op.ttl}"
+
+
+def remove_ttl(op: d.RemoveTtl, at: Placement) -> str:
+    return f"ALTER TABLE {op.table}{at.on_cluster(op.table)} REMOVE TTL"
 
 
 def create_view(op: d.CreateView, at: Placement) -> str:

@@ -13,84 +13,30 @@ table's rows, a new column's values, a narrowing back): those are its
 declared losses.  An upgrade that would lose rows is refused unless
 ``allow_loss``, and then declares them.
 
-What ClickHouse cannot ALTER (ORDER BY, PARTITION BY, engine, a key column's
-type, and TTL, for which no operation exists yet) is a ``rebuild_table`` that
-copies every column both shapes share.  The model has no CODEC, COMMENT or
-PRIMARY KEY: such changes are invisible here until app.schema carries them.
+What ClickHouse cannot ALTER (ORDER BY, PARTITION BY, PRIMARY KEY, engine, a
+key column's type) is a ``rebuild_table`` that copies every column both
+shapes share.  A column's DEFAULT, CODEC and COMMENT and a table's TTL change
+in place (app.planner.columns); the steps' data types and the text helpers
+are app.planner.steps.
 A new object gets the grants of the Access rules (``GRANT_RULES``); a
 dropped one's are revoked before it goes.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Mapping
 
 from app.canonical import VIEW_DEFINER
-from app.errors import UsageError
-from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, Column, DbObject, Schema
+from app.planner.columns import column_change, ttl_calls
+from app.planner.steps import (
+    _COMPUTED, _QUALIFIED, GRANT_RULES, Call, Plan, PlanRefused, Step, _call, _code, _grant_calls, _is_view,
+    _order, _revoke_calls, _same_text, columns_text, grants, identifiers, key_clause, key_columns, reads,
+)
+from app.schema import MATERIALIZED_VIEW, TABLE, VIEW, DbObject, Schema
 from app.types import IMPOSSIBLE, LOSSY, type_change
 
-# Column kinds whose values ClickHouse computes: never copied or inserted.
-_COMPUTED = ("MATERIALIZED", "ALIAS", "EPHEMERAL")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
-_QUALIFIED = re.compile(r"`?([A-Za-z_][A-Za-z0-9_]*)`?\.`?([A-Za-z_][A-Za-z0-9_]*)`?")
-
-
-# Who may use a new object, by warehouse.md's Access section (revision 0010
-# granted the objects of its time): the ETL writes the staging, fact,
-# dimension and mart tables of zakaz; DataLens reads every view.  The other
-# grants there name single objects, which a new object is none of.
-GRANT_RULES = (
-    (re.compile(r"^zakaz\.(stg|fact|dim|dm)_"), (TABLE,), "INSERT, SELECT", "zakaz_etl"),
-    (re.compile(r"^(zakaz|meta|bi)\."), (VIEW, MATERIALIZED_VIEW), "SELECT", "zakaz_reader"),
-)
-
-
-class PlanRefused(UsageError):
-    """A change the planner will not make as asked; the message names the object and the decision."""
-
-
-@dataclass(frozen=True)
-class Call:
-    """One ``op.<name>(*args, **kwargs)`` call, as a revision writes it."""
-
-    op: str
-    args: tuple = ()
-    kwargs: tuple[tuple[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class Step:
-    """One change: its calls, a one-line summary, and what it drops with its data."""
-
-    describe: str
-    calls: tuple[Call, ...]
-    loses: tuple[str, ...] = ()  # "db.table" or "db.table.column"
-
-
-@dataclass(frozen=True)
-class Plan:
-    upgrade: tuple[Step, ...]
-    downgrade: tuple[Step, ...]
-
-    @property
-    def empty(self) -> bool:
-        return not self.upgrade
-
-    @property
-    def changes(self) -> list[str]:
-        return [s.describe for s in self.upgrade]
-
-    @property
-    def upgrade_loses(self) -> list[str]:
-        return _unique(t for s in self.upgrade for t in s.loses)
-
-    @property
-    def downgrade_loses(self) -> list[str]:
-        return _unique(t for s in self.downgrade for t in s.loses)
-
+__all__ = ["GRANT_RULES", "Call", "Plan", "PlanRefused", "Step", "columns_text", "grants", "identifiers",
+           "key_clause", "key_columns", "plan", "reads"]
 
 def plan(current: Schema, desired: Schema, *, allow_loss: bool = False,
          current_queries: Mapping[str, str] | None = None,
@@ -113,89 +59,8 @@ def plan(current: Schema, desired: Schema, *, allow_loss: bool = False,
     return Plan(tuple(up), tuple(down))
 
 
-# --- helpers -------------------------------------------------------------------------------
-
-def _unique(items) -> list[str]:
-    return list(dict.fromkeys(items))
-
-
-def _call(op: str, *args, **kwargs) -> Call:
-    return Call(op, args, tuple((k, v) for k, v in kwargs.items() if v is not None))
-
-
-def key_clause(key: str) -> str:
-    """A normalised key (``a, b``; ``''``) as an ORDER BY clause: ``(a, b)``, ``tuple()``."""
-    return f"({key})" if key else "tuple()"
-
-
-def columns_text(obj: DbObject) -> str:
-    """The column lines of a create or rebuild: ``name Type [DEFAULT expr]``."""
-    return "\n".join(f"{c.name} {c.spec}" for c in obj.columns)
-
-
-def _code(text: str) -> str:
-    """``text`` without its string literals (a table name in quotes is data, not a reference)."""
-    return _STRING.sub("''", text)
-
-
-def identifiers(expression: str) -> set[str]:
-    """Names in an expression (over-inclusive: function names too)."""
-    return set(_IDENTIFIER.findall(_code(expression)))
-
-
-def key_columns(obj: DbObject) -> set[str]:
-    """Columns ClickHouse will not ALTER: those in the keys and the engine's arguments."""
-    used = identifiers(" ".join((obj.order_by, obj.partition_by, obj.engine.partition("(")[2])))
-    return used & set(obj.column_names)
-
-
-def reads(query: str, names) -> set[str]:
-    """The objects of ``names`` a SELECT mentions as ``db.name``."""
-    return {f"{a}.{b}" for a, b in _QUALIFIED.findall(_code(query))} & set(names)
-
-
-def _same_text(a: str, b: str) -> bool:
-    return " ".join(a.split()) == " ".join(b.split())
-
-
-def grants(obj: DbObject) -> list[tuple[str, str]]:
-    """``(privileges, role)`` the Access rules give ``obj``."""
-    return [(privileges, role) for pattern, kinds, privileges, role in GRANT_RULES
-            if obj.kind in kinds and pattern.match(obj.name)]
-
-
-def _grant_calls(obj: DbObject) -> list[Call]:
-    return [_call("grant", privileges, obj.name, to=role) for privileges, role in grants(obj)]
-
-
-def _revoke_calls(obj: DbObject) -> list[Call]:
-    # A grant outlives its object (access storage keeps names): the spec wants none on missing names.
-    return [_call("access", f"REVOKE {privileges} ON {obj.name} FROM {role}") for privileges, role in grants(obj)]
-
-
-def _is_view(obj: DbObject | None) -> bool:
-    return obj is not None and obj.kind in (VIEW, MATERIALIZED_VIEW)
-
-
-def _order(names, depends: Mapping[str, set[str]]) -> list[str]:
-    """``names`` with each after what it depends on (among ``names``); by name otherwise."""
-    names, done, out = sorted(names), set(), []
-
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        if name in done:
-            return
-        if name in path:
-            raise PlanRefused(f"views {' -> '.join(path + (name,))} read each other in a cycle; "
-                              "break the cycle in the canonical schema")
-        for dep in sorted(depends.get(name, ())):
-            if dep in names:
-                visit(dep, path + (name,))
-        done.add(name)
-        out.append(name)
-
-    for n in names:
-        visit(n, ())
-    return out
+def _primary_key(obj: DbObject) -> str | None:
+    return key_clause(obj.primary_key) if obj.primary_key else None
 
 
 # --- the planner ------------------------------------------------------------------------------
@@ -251,7 +116,7 @@ class _Planner:
         self._add(f"create table {obj.name} ({obj.engine})",
                   _call("create_table_if_not_exists", obj.name, columns_text(obj), engine=obj.engine,
                         order_by=key_clause(obj.order_by), partition_by=obj.partition_by or None,
-                        ttl=obj.ttl or None), *_grant_calls(obj))
+                        ttl=obj.ttl or None, primary_key=_primary_key(obj)), *_grant_calls(obj))
 
     def _drop_table(self, obj: DbObject) -> None:
         self._refuse_loss(obj.name, "dropping the table deletes its rows")
@@ -282,8 +147,14 @@ class _Planner:
         keys = key_columns(old) | key_columns(new)
         storage = [label for label, x, y in (
             ("engine", old.engine, new.engine), ("ORDER BY", old.order_by, new.order_by),
-            ("PARTITION BY", old.partition_by, new.partition_by), ("TTL", old.ttl, new.ttl)) if x != y]
+            ("PARTITION BY", old.partition_by, new.partition_by), ("PRIMARY KEY", old.primary_key, new.primary_key),
+        ) if x != y]
         key_retyped = sorted(retyped & keys)
+        # A TTL over a column that goes must go (or change) first, one over a
+        # new column comes after it; over both at once: rebuilt.
+        ttl_first = old.ttl != new.ttl and (not new.ttl or bool(identifiers(old.ttl) & {c.name for c in dropped}))
+        if ttl_first and identifiers(new.ttl) & (set(new.column_names) - set(old.column_names)):
+            storage.append("TTL")
         if storage or key_retyped or any(c.name in keys for c in dropped):
             why = storage + [f"type of key column {c}" for c in key_retyped]
             self._rebuild(old, new, dropped, why)
@@ -291,32 +162,22 @@ class _Planner:
         for col in dropped:
             self._refuse_loss(f"{old.name}.{col.name}", "dropping the column deletes its values")
         lost = self._type_losses(old, new)
+        if ttl_first:
+            self._add(*ttl_calls(new))
         for col in dropped:
             self._add(f"drop column {old.name}.{col.name}", _call("drop_column_if_exists", old.name, col.name),
                       loses=[f"{old.name}.{col.name}"])
         for col in new.columns:
             was = old.column(col.name)
             if was is not None and was != col:
-                self._modify_column(old.name, was, col, lost)
+                target = f"{old.name}.{col.name}"
+                calls, what = column_change(old.name, was, col)
+                self._add(f"modify column {target}: {', '.join(what)}", *calls,
+                          loses=[target] if target in lost else [])
         self._add_and_move_columns(old, new)
+        if old.ttl != new.ttl and not ttl_first:
+            self._add(*ttl_calls(new))
         return bool(dropped or retyped)
-
-    def _modify_column(self, table: str, was: Column, col: Column, lost: list[str]) -> None:
-        target = f"{table}.{col.name}"
-        calls = []
-        if was.default and not col.default:
-            # MODIFY COLUMN with a type alone keeps the old DEFAULT.
-            calls.append(_call("modify_column", table, f"{col.name} REMOVE {was.default.split(' ', 1)[0]}"
-                               if was.default.split(" ", 1)[0] in _COMPUTED else f"{col.name} REMOVE DEFAULT"))
-        if was.type != col.type or col.default:
-            calls.append(_call("modify_column", table, f"{col.name} {col.spec}"))
-        what = []
-        if was.type != col.type:
-            what.append(f"{was.type} -> {col.type}")
-        if was.default != col.default:
-            what.append(f"default {col.default or 'removed'}" if col.default else "default removed")
-        self._add(f"modify column {target}: {', '.join(what)}", *calls,
-                  loses=[target] if target in lost else [])
 
     def _add_and_move_columns(self, old: DbObject, new: DbObject) -> None:
         wanted = list(new.column_names)
@@ -350,7 +211,7 @@ class _Planner:
         self._add(f"rebuild table {new.name} ({', '.join(why)}), keeping every row",
                   _call("rebuild_table", new.name, columns_text(new), engine=new.engine,
                         order_by=key_clause(new.order_by), partition_by=new.partition_by or None,
-                        ttl=new.ttl or None, copy=", ".join(copy)),
+                        ttl=new.ttl or None, copy=", ".join(copy), primary_key=_primary_key(new)),
                   loses=lost)
 
     # --- views ----------------------------------------------------------------------------
@@ -374,8 +235,8 @@ class _Planner:
                 why = "its SELECT changed"
             elif old.column_names != new.column_names:
                 why = "its columns changed"
-            elif new.kind == MATERIALIZED_VIEW and (old.engine, old.order_by, old.partition_by) != (
-                    new.engine, new.order_by, new.partition_by):
+            elif new.kind == MATERIALIZED_VIEW and (old.engine, old.order_by, old.partition_by, old.primary_key) != (
+                    new.engine, new.order_by, new.partition_by, new.primary_key):
                 why = "its storage changed"
             elif new.kind == VIEW and depends[name] & recreated:
                 # A view's column types are fixed when it is created; a
@@ -411,6 +272,9 @@ class _Planner:
         if not new.engine:
             raise PlanRefused(f"{new.name}: no operation creates a materialized view written TO a table; "
                               "write this revision by hand")
+        if new.primary_key:
+            raise PlanRefused(f"{new.name}: no operation creates a materialized view whose PRIMARY KEY is not its "
+                              "ORDER BY; write this revision by hand")
         calls, loses = [], []
         if old is not None:
             if old.engine:
