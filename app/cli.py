@@ -23,7 +23,7 @@ import click
 from app import cli_output as out
 from app import fastpath
 from app import users as app_users
-from app.cli_errors import handle
+from app.cli_errors import check_message, check_revision_range, handle, repair_mark
 from app.config import mask_url, resolve_url
 from app.errors import EXIT_CHECK, CheckFailed, UsageError
 
@@ -34,7 +34,7 @@ class ZakazGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except Exception as exc:  # classified by app.cli_errors; unknown ones are "unexpected"
+        except (Exception, KeyboardInterrupt) as exc:  # classified by app.cli_errors; unknown: "unexpected"
             handle(exc, command=ctx.invoked_subcommand or "", debug=bool(ctx.obj and ctx.obj.get("debug")))
 
 
@@ -99,7 +99,7 @@ def _summary(steps: list, url: str, seconds: float, as_json: bool, warnings: lis
 @url_option
 @json_option
 @click.option("--resume", is_flag=True, help="Re-run a failed or interrupted revision and continue.")
-@click.option("--lock-wait", type=float, default=60.0, show_default=True,
+@click.option("--lock-wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="Seconds to wait for another deploy's lock (servers).")
 @strict_run_option
 @click.option("--allow-data-loss", is_flag=True,
@@ -109,7 +109,7 @@ def upgrade(revision, url, as_json, resume, lock_wait, strict, allow_data_loss, 
     """Upgrade the database to REVISION (default: head)."""
     url = resolve_url(url)
     if not as_json:
-        click.echo(f"Upgrading {mask_url(url)} to {revision}")
+        out.echo(f"Upgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
     warnings: list[str] = []
     try:
@@ -124,11 +124,9 @@ def upgrade(revision, url, as_json, resume, lock_wait, strict, allow_data_loss, 
         steps = commands.upgrade(url, revision, resume=resume, lock_wait=lock_wait, cluster=cluster,
                                  reporter=None if as_json else out.print_step, outcome=outcome,
                                  strict=strict, warn=out.warner(warnings, as_json), allow_data_loss=allow_data_loss)
-        if not steps and "heads" in outcome:
-            _summary(steps, url, time.perf_counter() - t0, as_json, warnings,
-                     heads=outcome["heads"], at_head=outcome["at_head"])
-        else:
-            _summary(steps, url, time.perf_counter() - t0, as_json, warnings)
+        known = not steps and "heads" in outcome  # where an upgrade with nothing to do left it
+        _summary(steps, url, time.perf_counter() - t0, as_json, warnings,
+                 heads=outcome["heads"] if known else None, at_head=outcome.get("at_head", True))
     finally:
         fastpath.release()
 
@@ -147,7 +145,7 @@ def downgrade(revision, url, as_json, allow_data_loss, resume, strict, cluster):
 
     url = resolve_url(url)
     if not as_json:
-        click.echo(f"Downgrading {mask_url(url)} to {revision}")
+        out.echo(f"Downgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
     warnings: list[str] = []
     steps = commands.downgrade(url, revision, allow_data_loss=allow_data_loss, resume=resume, cluster=cluster,
@@ -179,7 +177,7 @@ def stamp(revision, url, purge, cluster, yes):
                 "the revisions in between over them); add --yes if that is what you mean"
             )
     commands.stamp(url, revision, purge=purge, cluster=cluster)
-    click.echo(f"Stamped {revision}")
+    out.echo(f"Stamped {revision}")
 
 
 @main.command()
@@ -227,9 +225,13 @@ def verify(url, as_json, strict):
 
     result = commands.verify(url)
     fatal = [f for f in result["findings"] if f.fatal]
+    # Behind the chain, not drifted: a second connection, only when something differs.
+    st = commands.status(url) if fatal and not result["canonical_ahead"] else None
+    managed = st is not None and not st.unmanaged_objects and not st.version_problem
+    result.update(pending=[p["revision"] for p in st.pending] if managed else [], heads=st and st.heads)
     payload = {"url": result["url"], "ok": not fatal, "objects": result["objects"],
                "findings": [f.to_dict() for f in result["findings"]], "changed_files": result["changed_files"],
-               "canonical_ahead": result["canonical_ahead"]}
+               "canonical_ahead": result["canonical_ahead"], "pending": result["pending"]}
     out.emit(payload, as_json, lambda _: out.print_verify(result, strict))
     if fatal or (strict and result["changed_files"]):
         sys.exit(EXIT_CHECK)
@@ -243,7 +245,8 @@ def sql(revision_range, url, cluster):
     """Offline SQL for review: [FROM:]TO, e.g. head, 0004:head, head:0008."""
     from app import commands  # alembic (see the module docstring)
 
-    click.echo(commands.offline_sql(url, revision_range, cluster=cluster), nl=False)
+    check_revision_range(revision_range)
+    out.echo(commands.offline_sql(url, revision_range, cluster=cluster), nl=False)
 
 
 @main.command()
@@ -259,6 +262,7 @@ def new(message, head, branch, autogenerate, allow_data_loss, as_json):
     """Write a new revision file: from the template, or planned with --autogenerate."""
     from app import revision_files  # alembic (see the module docstring)
 
+    check_message(message)
     if not autogenerate:
         out.new_revision(revision_files.new_revision(message, head=head, branch=branch,
                                                      allow_data_loss=allow_data_loss), None, as_json)
@@ -272,18 +276,17 @@ def new(message, head, branch, autogenerate, allow_data_loss, as_json):
 
 @main.command()
 @click.argument("revision")
-@click.option("--mark-applied", "mark", flag_value="applied", help="The revision was completed by hand.")
-@click.option("--mark-reverted", "mark", flag_value="reverted", help="The revision was undone by hand.")
+@click.option("--mark-applied", is_flag=True, help="The revision was completed by hand.")
+@click.option("--mark-reverted", is_flag=True, help="The revision was undone by hand.")
 @url_option
-def repair(revision, mark, url):
+def repair(revision, mark_applied, mark_reverted, url):
     """Record in the ledger that REVISION was finished or undone by hand."""
     from app import commands  # alembic (see the module docstring)
 
-    if not mark:
-        raise UsageError("say what was done by hand: --mark-applied or --mark-reverted")
+    mark = repair_mark(mark_applied, mark_reverted)
     result = commands.repair(url, revision, mark=mark)
-    click.echo(f"Recorded {result['revision']} as {mark} by hand; heads "
-               f"{', '.join(result['previous_heads']) or 'base'} -> {', '.join(result['heads']) or 'base'}")
+    out.echo(f"Recorded {result['revision']} as {mark} by hand; heads "
+             f"{', '.join(result['previous_heads']) or 'base'} -> {', '.join(result['heads']) or 'base'}")
 
 
 @main.group(cls=ZakazGroup)
@@ -309,12 +312,9 @@ def users_apply(url, names, dry_run, cluster):
     url = resolve_url(url)
     if dry_run:
         for stmt in app_users.plan(url, names, cluster=cluster):
-            click.echo(f"{stmt.shown};")
+            out.echo(f"{stmt.shown};")
         return
-    done = app_users.apply(url, names, cluster=cluster)
-    for d in done:
-        click.echo(f"  {d['action']:<7} {d['user']:<16} role {d['role']}")
-    click.echo(f"{len(done)} user(s) applied on {mask_url(url)}")
+    out.print_users_applied(app_users.apply(url, names, cluster=cluster), mask_url(url))
 
 
 @main.command()
@@ -348,10 +348,7 @@ def drill(from_rev, to_rev, with_data, rows_per_table, seed, url, yes, as_json):
             + "; add --yes to drill it, or leave out --url to drill a scratch database"
         )
     if not as_json:
-        where = mask_url(url) if url else "a scratch embedded database"
-        data = f"with sample data ({rows_per_table} rows per table, seed {seed})" if with_data else "schema only"
-        click.echo(f"Drilling on {where}, {data}")
-        click.echo(f"{'revision':<8} {'up ms':>6} {'down ms':>8}  {'schema restored':<15}  {'rows kept':<9}  notes")
+        out.print_drill_header(mask_url(url) if url else None, with_data, rows_per_table, seed)
     report = run_drill(url, from_rev, to_rev, with_data=with_data,
                        rows_per_table=rows_per_table, seed=seed,
                        progress=None if as_json else out.print_drill_result)
@@ -435,7 +432,7 @@ def adopt(url, as_json, do_apply, allow_data_loss):
             raise CheckFailed(adoption.explain_refusal(plan))
         if not as_json:
             flag = " --allow-data-loss" if plan.lossy_operations else ""
-            click.echo(f"Nothing changed. Run `zakaz-schema adopt --apply{flag}` to do it.")
+            out.echo(f"Nothing changed. Run `zakaz-schema adopt --apply{flag}` to do it.")
         return
     if not as_json:
         out.print_adoption_plan(plan)
@@ -445,6 +442,9 @@ def adopt(url, as_json, do_apply, allow_data_loss):
     if not result.ok:
         sys.exit(EXIT_CHECK)
 
+
+from app.cli_graph import register as _register_graph  # noqa: E402  graph, impact
+_register_graph(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

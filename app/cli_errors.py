@@ -19,7 +19,7 @@ import traceback
 import click
 
 from app.config import mask_text
-from app.errors import EXIT_CHECK, EXIT_USAGE, ZakazError
+from app.errors import EXIT_CHECK, EXIT_USAGE, UsageError, ZakazError
 from app.sql import one_line
 
 # Exceptions of modules that do not derive them from ZakazError (yet), most
@@ -54,14 +54,21 @@ def classify(exc: BaseException, command: str = "") -> Failure:
     command_error = _loaded("alembic.util", "CommandError") or _loaded("alembic.util.exc", "CommandError")
     if command_error is not None and isinstance(exc, command_error):
         return Failure(explain_alembic(exc, command), EXIT_USAGE)
+    # The script directory's own errors (an unknown id given to `stamp`, a
+    # range that is not an ancestor, a cycle) reach us without CommandError.
+    revision_error = _loaded("alembic.script.revision", "RevisionError")
+    if revision_error is not None and isinstance(exc, revision_error):
+        return Failure(explain_alembic(exc, command), EXIT_USAGE)
     if isinstance(exc, SyntaxError):
         return Failure(f"revision file {exc.filename} has a syntax error at line {exc.lineno}: {exc.msg}",
                        EXIT_USAGE)
     return Failure(f"unexpected error: {one_line(exc)} (run with --debug for the traceback)", EXIT_CHECK)
 
 
-def handle(exc: Exception, *, command: str, debug: bool) -> None:
+def handle(exc: BaseException, *, command: str, debug: bool) -> None:
     """Re-raise ``exc`` as click expects it: one line with the documented exit code."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise interrupted(command) from None
     if isinstance(exc, (click.ClickException, click.exceptions.Exit, click.Abort)):
         raise exc
     if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
@@ -70,6 +77,38 @@ def handle(exc: Exception, *, command: str, debug: bool) -> None:
         # A traceback quotes URLs and connect arguments: masked like every other line.
         click.echo(mask_text("".join(traceback.format_exception(exc))), err=True, nl=False)
     raise classify(exc, command) from None
+
+
+def check_revision_range(revision_range: str) -> None:
+    """``sql``'s [FROM:]TO (":TO" is from base); alembic answers "0004:" with a bare AssertionError."""
+    parts = revision_range.split(":")
+    if len(parts) > 2 or not parts[-1].strip():
+        raise UsageError(f"revision range {revision_range!r}: expected TO or FROM:TO, "
+                         "e.g. head, 0004:head, head:0008")
+
+
+def check_message(message: str) -> None:
+    """``new``'s message: it becomes the revision's docstring and changelog line."""
+    if not message.strip():
+        raise UsageError('the message is empty: say what the revision changes, e.g. '
+                         'zakaz-schema new "add zakaz.fact_refunds"')
+
+
+def repair_mark(applied: bool, reverted: bool) -> str:
+    """Exactly one of ``repair``'s flags (sharing one value, the last one given used to win)."""
+    if applied == reverted:
+        raise UsageError("say what was done by hand: --mark-applied or --mark-reverted"
+                         + (", not both" if applied else ""))
+    return "applied" if applied else "reverted"
+
+
+def interrupted(command: str) -> Failure:
+    """Ctrl-C: click would print a bare "Aborted!"; say where the database is left."""
+    if command in ("upgrade", "downgrade", "adopt"):
+        return Failure("interrupted: steps that finished are recorded; one under way is recorded as "
+                       "interrupted: `zakaz-schema status` shows it and the command that resumes it",
+                       EXIT_CHECK)
+    return Failure("interrupted", EXIT_CHECK)
 
 
 def explain_alembic(exc: Exception, command: str = "") -> str:

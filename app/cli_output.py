@@ -5,6 +5,8 @@ Nothing here builds SQL or reads a database.
 """
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, Callable
 
 import click
@@ -12,9 +14,33 @@ import click
 from app.json_output import dumps
 
 
+def echo(text: str = "", *, nl: bool = True) -> None:
+    """``click.echo``, except that a reader leaving (`upgrade | head`) does not stop the command.
+
+    An upgrade stopped there would leave the deploy half done with no message,
+    only because nobody reads its progress any more: the rest of the output
+    goes to /dev/null instead, the work finishes, and the exit code is the
+    command's own.
+    """
+    try:
+        click.echo(text, nl=nl)
+    except BrokenPipeError:
+        _discard_stdout()
+
+
+def _discard_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())  # what is still buffered goes there too
+    except (AttributeError, OSError, ValueError):  # a stdout with no descriptor (a test runner's)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    finally:
+        os.close(devnull)
+
+
 def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
     if as_json:
-        click.echo(dumps(data))
+        echo(dumps(data))
     else:
         human(data)
 
@@ -28,7 +54,7 @@ def print_step(event) -> None:
     line = f"  {arrow} {event['revision']:<6} {message:<60} {event['duration_ms']:>6} ms  {event['statements']:>3} stmt"
     if event["skipped"]:
         line += f"  ({len(event['skipped'])} access statements checked and skipped: embedded engine)"
-    click.echo(line)
+    echo(line)
 
 
 def warner(warnings: list[str], as_json: bool) -> Callable[[str], None]:
@@ -36,181 +62,202 @@ def warner(warnings: list[str], as_json: bool) -> Callable[[str], None]:
     def warn(message: str) -> None:
         warnings.append(message)
         if not as_json:
-            click.echo(f"WARNING:   {message}")
+            echo(f"WARNING:   {message}")
     return warn
 
 
 def print_summary(steps: list, heads: list[str], at_head: bool, seconds: float, as_json: bool,
                   warnings: list[str]) -> None:
     if as_json:
-        click.echo(dumps({"steps": steps, "heads": heads, "seconds": round(seconds, 3),
+        echo(dumps({"steps": steps, "heads": heads, "seconds": round(seconds, 3),
                           "warnings": list(warnings)}))
         return
     at = ", ".join(heads) or "base"
     if not steps:
-        click.echo(f"Nothing to do: the database is at {at}{' (head)' if at_head else ''}.")
+        echo(f"Nothing to do: the database is at {at}{' (head)' if at_head else ''}.")
     else:
-        click.echo(f"{len(steps)} step(s) in {seconds:.2f} s; the database is at {at}{' (head)' if at_head else ''}.")
+        echo(f"{len(steps)} step(s) in {seconds:.2f} s; the database is at {at}{' (head)' if at_head else ''}.")
 
 
 def print_status(st) -> None:
-    click.echo(f"database:  {st.url}")
-    click.echo(f"engine:    {st.engine} (ClickHouse {st.server_version})")
-    click.echo(f"heads:     {', '.join(st.heads) or 'base (nothing applied)'}")
+    echo(f"database:  {st.url}")
+    echo(f"engine:    {st.engine} (ClickHouse {st.server_version})")
+    echo(f"heads:     {', '.join(st.heads) or 'base (nothing applied)'}")
     if st.unmanaged_objects:
-        click.echo(f"UNMANAGED: no ledger, but zakaz/meta/bi hold {st.unmanaged_objects} objects: "
+        echo(f"UNMANAGED: no ledger, but zakaz/meta/bi hold {st.unmanaged_objects} objects: "
                    "built by the old SQL files? see `zakaz-schema adopt`")
     if st.version_problem:
-        click.echo(f"PROBLEM:   {st.version_problem}")
+        echo(f"PROBLEM:   {st.version_problem}")
     elif st.pending:
-        click.echo(f"pending:   {len(st.pending)} revision(s)")
+        echo(f"pending:   {len(st.pending)} revision(s)")
         for p in st.pending:
-            click.echo(f"  {p['revision']}  {p['message']}")
+            echo(f"  {p['revision']}  {p['message']}")
     else:
-        click.echo("pending:   none (at head)")
+        echo("pending:   none (at head)")
     if st.problem:
         p = st.problem
         detail = f" at statement {p['failed_statement']}: {p['error']}" if p["state"] == "failed" else ""
-        click.echo(f"PROBLEM:   {p['direction']} {p['revision']} {p['state']}{detail}")
+        echo(f"PROBLEM:   {p['direction']} {p['revision']} {p['state']}{detail}")
         by_hand = "applied" if p["direction"] == "upgrade" else "reverted"
-        click.echo(f"           fix the cause, then {st.resume} "
+        echo(f"           fix the cause, then {st.resume} "
                    f"(or `zakaz-schema repair {p['revision']} --mark-{by_hand}` if it was finished by hand)")
     for s in st.skipped:
-        click.echo(f"skipped:   {s['revision']}: {len(s['statements'])} access statement(s) not run (embedded engine)")
+        echo(f"skipped:   {s['revision']}: {len(s['statements'])} access statement(s) not run (embedded engine)")
     for c in st.changed_files:
-        click.echo(f"WARNING:   {c['revision']}: {c['problem']}")
+        echo(f"WARNING:   {c['revision']}: {c['problem']}")
 
 
 def print_history(rows: list[dict]) -> None:
     if not rows:
-        click.echo("The ledger is empty: nothing has been applied.")
+        echo("The ledger is empty: nothing has been applied.")
         return
-    click.echo(f"{'when':<19}  {'revision':<8} {'direction':<9} {'status':<8} {'ms':>6} {'stmt':>4}  {'who':<20} {'checksum':<12}  file")
+    echo(f"{'when':<19}  {'revision':<8} {'direction':<9} {'status':<8} {'ms':>6} {'stmt':>4}  {'who':<20} {'checksum':<12}  file")
     for r in rows:
         mark = "" if r["file_matches"] in (None, True) else "  (file changed since)"
-        click.echo(f"{r['when']:<19}  {r['revision']:<8} {r['direction']:<9} {r['status']:<8} "
+        echo(f"{r['when']:<19}  {r['revision']:<8} {r['direction']:<9} {r['status']:<8} "
                    f"{r['duration_ms']:>6} {r['statements']:>4}  {r['who'][:20]:<20} {r['checksum']:<12}  {r['file']}{mark}")
 
 
 def print_verify(result: dict, strict: bool) -> None:
     fatal = [f for f in result["findings"] if f.fatal]
     for f in result["findings"]:
-        click.echo(("" if f.fatal else "note: ") + str(f))
+        echo(("" if f.fatal else "note: ") + str(f))
     for c in result["changed_files"]:
-        click.echo(f"{'error' if strict else 'warning'}: revision {c['revision']}: {c['problem']}")
+        echo(f"{'error' if strict else 'warning'}: revision {c['revision']}: {c['problem']}")
     if not fatal:
-        click.echo(f"OK: {result['objects']} objects match the canonical schema")
+        echo(f"OK: {result['objects']} objects match the canonical schema")
     elif result.get("canonical_ahead"):
-        click.echo(f"AHEAD: {len(fatal)} finding(s): the database is what the chain builds, and the canonical "
+        echo(f"AHEAD: {len(fatal)} finding(s): the database is what the chain builds, and the canonical "
                    "schema is ahead of the chain: run `zakaz-schema new --autogenerate`")
+    elif result.get("pending"):
+        pending = result["pending"]
+        at = ", ".join(result.get("heads") or []) or "base (nothing applied)"
+        echo(f"BEHIND: {len(fatal)} finding(s); the database is at {at} and {len(pending)} revision(s) "
+             f"are pending ({_span(pending)}): run `zakaz-schema upgrade`, then verify again")
     else:
-        click.echo(f"DRIFT: {len(fatal)} finding(s)")
+        echo(f"DRIFT: {len(fatal)} finding(s)")
+
+
+def _span(revisions: list[str]) -> str:
+    return revisions[0] if len(revisions) == 1 else f"{revisions[0]}..{revisions[-1]}"
 
 
 def _yes_no(value) -> str:
     return "-" if value is None else ("yes" if value else "NO")
 
 
+def print_drill_header(where: str | None, with_data: bool, rows_per_table: int, seed: int) -> None:
+    data = f"with sample data ({rows_per_table} rows per table, seed {seed})" if with_data else "schema only"
+    echo(f"Drilling on {where or 'a scratch embedded database'}, {data}")
+    echo(f"{'revision':<8} {'up ms':>6} {'down ms':>8}  {'schema restored':<15}  {'rows kept':<9}  notes")
+
+
+def print_users_applied(done: list[dict], where: str) -> None:
+    for d in done:
+        echo(f"  {d['action']:<7} {d['user']:<16} role {d['role']}")
+    echo(f"{len(done)} user(s) applied on {where}")
+
+
 def print_drill_result(result) -> None:
     notes = "; ".join(result.notes)
-    click.echo(f"{result.revision:<8} {result.up_ms:>6} {result.down_ms:>8}  "
+    echo(f"{result.revision:<8} {result.up_ms:>6} {result.down_ms:>8}  "
                f"{_yes_no(result.schema_restored):<15}  {_yes_no(result.rows_kept):<9}  {notes}".rstrip())
     for failure in result.failures:
-        click.echo(f"  FAIL {failure}")
+        echo(f"  FAIL {failure}")
 
 
 def print_drill_report(report) -> None:
     span = f"{report.results[0].revision}..{report.end}" if report.results else report.end
     if report.ok:
         declared = sum(1 for r in report.results if r.declared_losses)
-        click.echo(f"OK: {len(report.results)} revision(s) {span} upgraded, downgraded and upgraded "
+        echo(f"OK: {len(report.results)} revision(s) {span} upgraded, downgraded and upgraded "
                    f"again in {report.seconds:.2f} s; {declared} of them drop data, as they declare")
     else:
         failures = report.failures
-        click.echo(f"FAILED: {failures[0]}" + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
+        echo(f"FAILED: {failures[0]}" + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
 
 
 def print_lint_report(report) -> None:
     for f in report.findings:
-        click.echo(str(f))
+        echo(str(f))
     if report.not_replayed:
-        click.echo(f"not replayed (fix the failure above first): {', '.join(report.not_replayed)}")
+        echo(f"not replayed (fix the failure above first): {', '.join(report.not_replayed)}")
     verdict = "OK" if report.ok else "FAILED"
-    click.echo(f"{verdict}: {len(report.revisions)} revision(s) linted in {report.seconds:.2f} s; "
+    echo(f"{verdict}: {len(report.revisions)} revision(s) linted in {report.seconds:.2f} s; "
                f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
 
 
 def print_smoke_report(report) -> None:
     width = max((len(c.name) for c in report.checks), default=0)
     for check in report.checks:
-        click.echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<{width}}  {check.detail}".rstrip())
+        echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<{width}}  {check.detail}".rstrip())
     failed = report.failed
     if failed:
-        click.echo(f"FAILED: {', '.join(c.name for c in failed)}")
+        echo(f"FAILED: {', '.join(c.name for c in failed)}")
     else:
-        click.echo(f"OK: {len(report.checks)} checks passed in {report.seconds:.2f} s")
+        echo(f"OK: {len(report.checks)} checks passed in {report.seconds:.2f} s")
 
 
 def print_adoption_plan(plan) -> None:
-    click.echo(f"database:  {plan.url} (ClickHouse {plan.server_version}); no ledger; "
+    echo(f"database:  {plan.url} (ClickHouse {plan.server_version}); no ledger; "
                f"{plan.objects} object(s) in zakaz, meta, bi")
     if plan.revision is None:
-        click.echo("matches:   no revision")
+        echo("matches:   no revision")
     else:
-        click.echo(f"matches:   {plan.revision}, the latest revision it fully contains (head {plan.head})")
+        echo(f"matches:   {plan.revision}, the latest revision it fully contains (head {plan.head})")
     for rev, reasons in plan.blocked_at.items():
-        click.echo(f"not {rev}:  " + ("; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")))
+        echo(f"not {rev}:  " + ("; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")))
     if plan.revision is not None:
         for item in plan.ahead:
             what = f"{item['object']}.{item['column']}" if item["column"] else item["object"]
             state = "as it defines it" if item["matches"] else "shaped differently: repaired below"
-            click.echo(f"ahead:     {what} from {item['revision']} is already there ({state})")
+            echo(f"ahead:     {what} from {item['revision']} is already there ({state})")
         for name in plan.unmanaged:
-            click.echo(f"unmanaged: {name}, left untouched")
+            echo(f"unmanaged: {name}, left untouched")
         notable = [d for d in plan.differences if not d["revision"] and d["kind"] != "unmanaged_object"]
         for d in notable:
-            click.echo(f"differs:   {d['message']}")
+            echo(f"differs:   {d['message']}")
     for note in plan.notes:
-        click.echo(f"note:      {note}")
+        echo(f"note:      {note}")
     if plan.operations:
         lossy = plan.lossy_operations
-        click.echo(f"repair plan: {len(plan.operations)} operation(s)"
+        echo(f"repair plan: {len(plan.operations)} operation(s)"
                    + (f", {len(lossy)} of them LOSE DATA (need --allow-data-loss)" if lossy else ", every row kept"))
         for n, op in enumerate(plan.operations, 1):
             risk = f"  [LOSES DATA: {op.rows_at_risk} row(s) of {', '.join(op.loses)}]" if op.loses_data else ""
-            click.echo(f"  {n:>2}. {op.kind} {op.target}: {op.reason}{risk}")
+            echo(f"  {n:>2}. {op.kind} {op.target}: {op.reason}{risk}")
             for sql in op.statements:
                 line = " ".join(sql.split())
-                click.echo(f"        {line[:157] + '...' if len(line) > 160 else line}")
+                echo(f"        {line[:157] + '...' if len(line) > 160 else line}")
     elif plan.adoptable:
-        click.echo("repair plan: nothing to repair")
+        echo("repair plan: nothing to repair")
     for reason in plan.refusals:
-        click.echo(f"REFUSED:   {reason}")
+        echo(f"REFUSED:   {reason}")
     if plan.adoptable:
         pending = f"upgrade {plan.pending[0]}..{plan.pending[-1]}" if plan.pending else "nothing to upgrade"
-        click.echo(f"then:      stamp {plan.revision} as adopted, {pending}, verify")
+        echo(f"then:      stamp {plan.revision} as adopted, {pending}, verify")
 
 
 def adoption_progress(event) -> None:
     if event["kind"] == "operation":
-        click.echo(f"  * {event['operation']} {event['target']}")
+        echo(f"  * {event['operation']} {event['target']}")
     elif event["kind"] == "stamp":
-        click.echo(f"  = {event['revision']}  stamped as adopted")
+        echo(f"  = {event['revision']}  stamped as adopted")
     else:
         print_step(event)
 
 
 def print_adoption_result(plan, result) -> None:
     for f in result.findings:
-        click.echo(("" if f.fatal else "note: ") + str(f))
+        echo(("" if f.fatal else "note: ") + str(f))
     for change in result.data_changes:
-        click.echo(f"ROWS CHANGED: {change}")
+        echo(f"ROWS CHANGED: {change}")
     fatal = [f for f in result.findings if f.fatal]
     if result.ok:
-        click.echo(f"OK: adopted at {plan.revision}, upgraded to head, verify passes; "
+        echo(f"OK: adopted at {plan.revision}, upgraded to head, verify passes; "
                    f"{result.checked_tables} table(s) have every row (counts and checksums unchanged)")
     else:
-        click.echo(f"FAILED: {len(fatal)} verify finding(s), {len(result.data_changes)} table(s) changed")
+        echo(f"FAILED: {len(fatal)} verify finding(s), {len(result.data_changes)} table(s) changed")
 
 
 def new_revision(path: str | None, plan, as_json: bool) -> None:
@@ -221,11 +268,11 @@ def new_revision(path: str | None, plan, as_json: bool) -> None:
 
     def human(d) -> None:
         if d["path"] is None:
-            click.echo("No changes: the chain's head matches the canonical schema; nothing was written")
+            echo("No changes: the chain's head matches the canonical schema; nothing was written")
             return
-        click.echo(f"Created {d['path']}")
+        echo(f"Created {d['path']}")
         for change in d["changes"]:
-            click.echo(f"  - {change}")
+            echo(f"  - {change}")
         if d["changes"]:
-            click.echo("Review it (`zakaz-schema sql`, `zakaz-schema lint`), write its Why line, then upgrade")
+            echo("Review it (`zakaz-schema sql`, `zakaz-schema lint`), write its Why line, then upgrade")
     emit(data, as_json, human)

@@ -30,8 +30,20 @@ class ConfigError(UsageError):
 
 
 def resolve_url(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """The database URL: ``explicit``, else ZAKAZ_DATABASE_URL, else the embedded default."""
-    return explicit or (os.environ if environ is None else environ).get(ENV_URL) or DEFAULT_URL
+    """The database URL: ``explicit``, else ZAKAZ_DATABASE_URL, else the embedded default.
+
+    An empty one given on purpose (``--url "$PROD_URL"`` with the variable
+    unset) is refused: falling back to the embedded default would report a
+    successful deploy of a database nobody meant.
+    """
+    env = (os.environ if environ is None else environ).get(ENV_URL)
+    for given, where in ((explicit, "--url (alembic: -x url=)"), (env, ENV_URL)):
+        if given is not None and not given.strip():
+            raise ConfigError(f"{where} is empty: give a database URL, or leave it out "
+                              f"for the embedded default {DEFAULT_URL}")
+        if given:
+            return given
+    return DEFAULT_URL
 
 
 def parse_url(url: str):
@@ -43,18 +55,43 @@ def parse_url(url: str):
 
     try:
         parsed = make_url(url)
+    except ValueError:
+        # SQLAlchemy's int() of the port: its text quotes what follows the
+        # last ':', which can be the end of a password holding '@' and ':'.
+        raise ConfigError(
+            f"malformed database URL {_shown_malformed(url)}: its port is not a number "
+            "(in a password, write the at sign as %40, ':' as %3A and '/' as %2F)"
+        ) from None
     except ArgumentError:
         raise ConfigError(
-            f"malformed database URL {mask_url(url)!r}; expected e.g. "
+            f"malformed database URL {_shown_malformed(url)}; expected e.g. "
             "clickhouse+native://user@host:9000/default or "
             "clickhouse+chdb:///default?path=var/zakaz.chdb"
         ) from None
+    if parsed.host and "@" in parsed.host:
+        # user:p@ss@host parses as password "p" on host "ss@host": the
+        # connection error that follows would name neither cause.
+        raise ConfigError(
+            f"database URL {mask_url(url)}: the password holds an at sign, which a URL must "
+            "write as %40 (and ':' as %3A, '/' as %2F)"
+        )
     if parsed.drivername not in KNOWN_DRIVERS:
         raise ConfigError(
             f"unknown database driver {parsed.drivername!r}; use one of "
             + ", ".join(KNOWN_DRIVERS[:3])
         )
     return parsed
+
+
+def _shown_malformed(url: str) -> str:
+    """A URL that does not parse, quoted for a message: only its scheme if it may hold a password.
+
+    Masking finds a password by the URL's shape, and a malformed URL may not
+    have it (one slash after the scheme, no host, a typo in the port).
+    """
+    if "@" not in url and ":" not in url.partition("://")[2] and "password" not in url.lower():
+        return repr(url)
+    return repr(url.split(":", 1)[0] + ":…")
 
 
 def script_location(explicit: str | None = None) -> str:
@@ -67,11 +104,13 @@ def is_embedded(url: str) -> bool:
 
 # A password may hold any character, '@', '/', ':' and '?' included, so the
 # URL is not parsed: everything after the user name's ':' up to the *last* '@'
-# on the line that is followed by a host (name, IPv4 or [IPv6], optional port)
-# is the password.  Over-masking two URLs on one line is safe; a leak is not.
+# on the line that is followed by the rest of an authority (a host and port
+# as typed, valid or not: a typo in either must not unmask, nor an empty host,
+# nor a scheme typed with one slash, none, or no colon) is the password.
+# Over-masking two URLs on one line is safe; a leak is not.
 _PASSWORD_IN_URL = re.compile(
-    r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^\n]*)(?P<tail>@)"
-    r"(?=(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d+)?(?:[/?#\s'\"),;]|$))"
+    r"(?P<head>(?:[A-Za-z][\w+.-]*:/{0,2}|//)[^:/@\s]*:)(?P<pw>[^\n]*)(?P<tail>@)"
+    r"(?=[^\s/?#@'\"),;]*(?:[/?#\s'\"),;]|$))"
 )
 # A password=... query parameter runs to the next parameter, the end of the
 # line, or a closing quote or bracket that ends the URL inside a message.

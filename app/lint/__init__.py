@@ -2,6 +2,8 @@
 
 Rules (E error, W warning); a finding names its rule, revision, line and what is wrong:
 
+* ``syntax`` (E): a revision file does not compile; nothing else is checked
+  (no command can load the chain), and the finding names the file and line.
 * ``docstring`` (E): the revision module has no docstring.
 * ``heads`` (E): the chain has more than one head.
 * ``offline-sql`` (E): the revision cannot be rendered as offline SQL (``zakaz-schema sql``).
@@ -13,6 +15,9 @@ Rules (E error, W warning); a finding names its rule, revision, line and what is
   which the same revision creates later (the old SQL files' first-run failure).
 * ``view-reference`` (E): a view or materialized view reads an object or column
   that does not exist, at creation or after a later revision dropped or changed it.
+* ``view-column-change`` (E): an upgrade drops or retypes a column a view or
+  materialized view reads (as ClickHouse's analyzer resolves it,
+  ``app.dependencies``) and does not recreate that view in the same revision.
 * ``nondeterministic-key`` (E): PARTITION BY / ORDER BY / PRIMARY KEY / SAMPLE BY /
   TTL calls a non-deterministic function (now(), today(), rand(), ...).
 * ``destructive-drop`` (E): a table (or a materialized view's storage) or a
@@ -62,9 +67,11 @@ rules share), ``report`` (findings).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Sequence
 
 from app.chain import alembic_config, script_directory
+from app.config import script_location as default_script_location
 from app.engine import connect
 from app.lint.context import Context
 from app.lint.replay_rules import ReplayRules
@@ -88,6 +95,10 @@ def lint_revisions(revisions: Sequence[str] | None = None, *,
     outside it is touched.  Unknown revision ids raise alembic's CommandError.
     """
     t0 = time.perf_counter()
+    broken = unparsable_files(script_location)
+    if broken:
+        # Every command refuses such a chain (exit 2); lint reports it as what it checks for.
+        return LintReport(revisions=[], findings=broken, seconds=time.perf_counter() - t0)
     with scratch_database("zakaz-lint-") as url:
         def cfg_factory(**attributes):
             return alembic_config(url, script_location=script_location, **attributes)
@@ -124,3 +135,15 @@ def lint_revisions(revisions: Sequence[str] | None = None, *,
         report.not_replayed = linter.not_replayed
         report.seconds = time.perf_counter() - t0
         return report
+
+
+def unparsable_files(script_location: str | None = None) -> list[Finding]:
+    """A ``syntax`` finding for each revision file Python cannot compile."""
+    found = []
+    for path in sorted((Path(default_script_location(script_location)) / "versions").glob("*.py")):
+        try:
+            compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            found.append(Finding("syntax", path.name.split("_", 1)[0], exc.lineno or 0,
+                                 f"{path.name} does not compile: {exc.msg}", str(path)))
+    return found

@@ -6,6 +6,7 @@ import re
 from alembic import command as alembic_command
 
 from app import losses
+from app.dependencies import query_sources
 from app.lint.revisions import Revision
 from app.lint.statements import ALTER, Statement, copies, deleted_rows_of, full_name
 from app.losses import DOWNGRADE, UPGRADE
@@ -70,6 +71,7 @@ class ReplayRules:
             heads = self._heads()
             before = states[rev.parent][1] if rev.parent in states and heads == [rev.parent] else \
                 take_snapshot(self.conn)
+            readers = self._column_readers(rev, before)
             try:
                 self._alembic(UPGRADE, rev.id)
             except Exception as exc:
@@ -82,6 +84,7 @@ class ReplayRules:
             replayed.append(rev)
             self._check_losses(rev, UPGRADE, before, after)
             self._recheck_views(rev, before, after)
+            self._check_view_columns(rev, before, after, readers)
         if broken:
             # The failed step left half a revision behind: start again from
             # the last good state.
@@ -236,6 +239,43 @@ class ReplayRules:
                                 f"{'view' if obj.kind == VIEW else 'materialized view'} {name} no longer works "
                                 f"after this revision: {clickhouse_error_message(exc)}",
                                 self._needles(culprit), UPGRADE)
+
+
+    def _column_readers(self, rev: Revision, before: Snapshot) -> dict[str, dict[str, set[str] | None]]:
+        """Before ``rev``'s upgrade: the columns each view reads of the tables the upgrade alters, drops or swaps.
+
+        Asked of ClickHouse's analyzer (app.dependencies) while those columns
+        still exist; only views naming such a table are asked.
+        """
+        if rev.id not in self.checked:
+            return {}
+        changing = [st.norm for st in rev.statements.get(UPGRADE, [])
+                    if st.norm and st.norm.startswith(("ALTER ", "DROP ", "EXCHANGE ", "RENAME "))]
+        touched = {n for n, obj in before.schema.items()
+                   if obj.kind == TABLE and any(_mentions(q, n) for q in changing)}
+        return {view: query_sources(self.conn, query, view.split(".", 1)[0])
+                for view, query in sorted(before.queries.items()) if any(_mentions(query, t) for t in touched)}
+
+    def _check_view_columns(self, rev: Revision, before: Snapshot, after: Snapshot, readers: dict) -> None:
+        """``view-column-change``: a column a view reads is dropped or retyped, and the view is not recreated."""
+        recreated = {c[1] for st in rev.statements.get(UPGRADE, [])
+                     if (c := st.creates(self.url_db)) and c[0] in ("VIEW", "MATERIALIZED VIEW")}
+        for view, sources in sorted(readers.items()):
+            if view in recreated or view not in after.schema:
+                continue
+            kind = after.schema[view].kind.replace("_", " ")
+            for table, columns in sorted(sources.items()):
+                old, new = before.schema.get(table), after.schema.get(table)
+                for column in sorted(columns or ()) if old and new else ():
+                    was, now = old.column(column), new.column(column)
+                    if was is None or (now is not None and now.type == was.type):
+                        continue
+                    change = "drops" if now is None else f"retypes ({was.type} -> {now.type})"
+                    self.report("view-column-change", rev,
+                                f"upgrade {change} {table}.{column}, which {kind} {view} reads, and does not "
+                                f"recreate {view}: recreate it after the change (create_view), "
+                                "or stop reading the column first",
+                                self._needles(f"{table}.{column}"), UPGRADE)
 
 
 def _mentions(query: str, name: str) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 ERROR, WARNING = "error", "warning"
 
 RULES: dict[str, str] = {
+    "syntax": ERROR,
     "docstring": ERROR,
     "heads": ERROR,
     "offline-sql": ERROR,
@@ -15,6 +16,7 @@ RULES: dict[str, str] = {
     "downgrade-restores": ERROR,
     "view-order": ERROR,
     "view-reference": ERROR,
+    "view-column-change": ERROR,
     "nondeterministic-key": ERROR,
     "destructive-drop": ERROR,
     "destructive-narrowing": ERROR,
