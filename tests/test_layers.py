@@ -21,10 +21,10 @@ LAYERS = [
     ("operations and runtime", {
         "operations", "impl", "cluster", "cluster_rewrite", "settings", "runtime", "recorder", "step_event",
         "alembic_hook", "chain", "fastpath", "ledger", "versions", "lock", "insert_order", "losses",
-        "snapshot", "schema_check", "replay", "fingerprint", "sample_data"}),
+        "snapshot", "schema_check", "replay", "fingerprint", "sample_data", "dependencies"}),
     ("operator tools", {"drill", "drill_checks", "lint", "adopt", "smoke", "users", "commands",
-                        "revision_files", "revision_autogenerate"}),
-    ("CLI", {"cli", "cli_errors", "cli_output", "json_output", "__main__"}),
+                        "revision_files", "revision_autogenerate", "graph"}),
+    ("CLI", {"cli", "cli_errors", "cli_output", "json_output", "cli_graph", "__main__"}),
 ]
 LAYER = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 PURE = LAYERS[1][1]
