@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import re
+import sys
 import threading
 from decimal import Decimal
 from typing import Any
@@ -187,6 +188,42 @@ def _locked_by_other_process(path: str) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+def chdb_engine() -> tuple[Any, bool]:
+    """chDB's engine (its ``_chdb`` extension), and whether it was loaded without the chdb package.
+
+    ``import chdb`` costs ~0.3 s: numpy and pyarrow, for result formats this
+    project never asks for, and a throwaway in-memory session.  app.fastpath
+    needs a connection and JSONCompact bytes only, so when the package is not
+    imported yet the extension is loaded the way chdb's __init__ loads it
+    (deep binding, from its own folder).  A later ``import chdb`` reuses the
+    module, but fails while a session on a path is open (its __init__ opens
+    an in-memory one): a standalone engine's sessions must be closed first.
+    """
+    if "chdb" in sys.modules:
+        import chdb
+
+        return chdb._chdb, False
+    if "chdb._chdb" in sys.modules:
+        return sys.modules["chdb._chdb"], True
+    import ctypes
+    import importlib.machinery
+    import importlib.util
+
+    folder = os.path.dirname(importlib.util.find_spec("chdb").origin)
+    library = os.path.join(folder, "_chdb.abi3.so")
+    cwd = os.getcwd()
+    os.chdir(folder)  # as chdb's __init__: its libraries are found from there
+    try:
+        ctypes.CDLL(library, mode=sys.getdlopenflags() | os.RTLD_DEEPBIND)
+        loader = importlib.machinery.ExtensionFileLoader("chdb._chdb", library)
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader("chdb._chdb", loader))
+        loader.exec_module(module)
+    finally:
+        os.chdir(cwd)
+    sys.modules["chdb._chdb"] = module
+    return module, True
 
 
 def _in_use_error(path: str, holder: str) -> "EmbeddedLockedError":

@@ -47,7 +47,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from app import ledger
-from app.dbapi import _locked_by_other_process
+from app.dbapi import _locked_by_other_process, chdb_engine
 from app.engine import lazy_date_lut
 from app.lock import LOCK_TABLE, live_claims_sql
 from app.sql import quote_literal as q
@@ -159,6 +159,10 @@ def cache_file(directory: Path) -> Path:
     return directory / "__pycache__" / CACHE_NAME
 
 
+# cache file -> the fingerprint this process last wrote into it.
+_remembered: dict[str, list] = {}
+
+
 def remember(script) -> None:
     """Cache the heads and revision graph of an alembic ScriptDirectory the full path loaded.
 
@@ -171,6 +175,9 @@ def remember(script) -> None:
         prints = fingerprint(directory)
         if prints is None:
             return
+        target = cache_file(directory)
+        if _remembered.get(str(target)) == prints and target.exists():
+            return  # written by this process for these very files (the drill runs 39 commands)
         revisions = {}
         for rev in script.walk_revisions():
             if Path(rev.path).parent.resolve() != directory.resolve():
@@ -179,11 +186,11 @@ def remember(script) -> None:
                                        "file": os.path.basename(rev.path)}
         data = {"format": CACHE_FORMAT, "versions": str(directory.resolve()), "fingerprint": prints,
                 "heads": list(script.get_heads()), "revisions": revisions}
-        target = cache_file(directory)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, target)
+        _remembered[str(target)] = prints
     except Exception:  # never let the cache break the command that wrote it
         return
 
@@ -300,10 +307,9 @@ class _Embedded:
         # chDB's own noise: the full path says what is wrong instead.
         if not os.path.isdir(os.path.join(t.path, "metadata")) or _locked_by_other_process(t.path):
             raise RuntimeError("not an embedded database this process can open")
-        # Each transport imports its driver when it is used: only one of them is.
-        import chdb
-
-        self.conn = chdb.connect(t.path)
+        # The engine alone, not the chdb package (numpy, pyarrow): see app.dbapi.
+        engine, self.standalone = chdb_engine()
+        self.conn = engine.connect(t.path)
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         return _json_rows(self.conn.query(sql, "JSONCompact").bytes())
@@ -407,7 +413,8 @@ def check(url: str, *, upgrade: bool, cluster: str | None = None, hold: bool = F
             answer = Answer(heads, chain.heads, rows, rows[0]["_version"], target.driver)
     except Exception:
         answer = None
-    if answer is None and hold and target.driver == "chdb":
+    # A standalone engine's session must be closed before the full path imports chdb.
+    if answer is None and hold and target.driver == "chdb" and not conn.standalone:
         _held.append(conn)
     else:
         try:

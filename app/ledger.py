@@ -209,8 +209,10 @@ def check_structure(conn, schema: str, columns: dict[str, str] | None = None) ->
         )
 
 
-# Rows are ordered by ``seq``, taken by the server as the row is inserted
-# (app.insert_order, ``insert_sql``).  A seq this high was not written by zakaz-schema
+# Rows are ordered by ``seq``: the ledger's maximum plus one, taken by the server
+# as the row is inserted (app.insert_order, ``insert_sql``), or, in a migration
+# run, counted on from the maximum its preflight read under the same serialisation
+# (app.recorder: no sub-query per INSERT).  A seq this high was not written by zakaz-schema
 # (clock-based seqs of old ledgers are about 1.8e18): adding to it would wrap
 # a UInt64, so writers refuse (``check_order``).
 SEQ_LIMIT = 2 ** 63

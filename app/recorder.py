@@ -82,6 +82,14 @@ class StepRecorder:
         # so one INSERT (one part, atomic) carries both: an insert costs about
         # as much as a small CREATE TABLE.  flush() writes what is left.
         self._unwritten: list[ledger.Row] = []
+        # The ledger's rows alembic's heads were read from, for the preflight.
+        self._rows: list[dict] | None = None
+        # The seq of this run's next row: the maximum the preflight read, plus
+        # one per row written since.  Writers are serialised (the deploy lock,
+        # chDB's directory lock), so this is the seq the server would take
+        # (app.insert_order), without a scalar sub-query in every INSERT: that
+        # made a ledger INSERT cost twice a plain one on chDB.
+        self._next_seq: int | None = None
         self.recorded = 0  # completed steps written in this run
 
     @property
@@ -101,6 +109,9 @@ class StepRecorder:
     def flush(self) -> None:
         if self._unwritten and not self.mc.as_sql:
             rows, self._unwritten = self._unwritten, []
+            if self._next_seq is not None:
+                for row in rows:
+                    row.seq, self._next_seq = self._next_seq, self._next_seq + 1
             ledger.write(self.mc.connection, self.schema, *rows)
 
     # -- wrapping ---------------------------------------------------------------
@@ -121,10 +132,23 @@ class StepRecorder:
                 yield step
         return steps
 
+    def ledger_heads(self) -> tuple[str, ...]:
+        """The database's heads for alembic to plan from (app.alembic_hook.read_heads_with).
+
+        Read from the ledger's rows, which the preflight then checks: alembic's
+        own read of the version view, the latest completed head set, says the same.
+        """
+        self._rows = ledger.read_rows(self.mc.connection, self.schema)
+        return tuple(ledger.current_heads(self._rows))
+
     def _preflight(self, planned) -> None:
         conn = self.mc.connection
-        rows = ledger.read_rows(conn, self.schema)
+        # Read just before planning, in this run (under the deploy lock on a server).
+        rows, self._rows = self._rows, None
+        if rows is None:
+            rows = ledger.read_rows(conn, self.schema)
         ledger.check_order(rows, self.schema)
+        self._next_seq = (rows[-1]["seq"] if rows else 0) + 1
         self._heads = ledger.current_heads(rows)
         problem = ledger.open_problem(rows)
         runs_revisions = any(hasattr(step, "revision") for step in planned)

@@ -31,6 +31,7 @@ from app import cluster as cluster_mode
 from app import fastpath
 from app import impl as _impl  # noqa: F401 - registers the ClickHouse implementation with alembic
 from app import ledger
+from app.chain import share_loaded_revisions
 from app.config import ConfigError, mask_text, parse_url
 from app.engine import connect
 from app.errors import ZakazError
@@ -54,6 +55,10 @@ def run_env(context) -> None:
     try:
         settings = Settings.from_alembic(context)
         revision_context = alembic_hook.revision_command(context)
+        if revision_context is None:
+            # alembic's command made a new ScriptDirectory that would load
+            # every revision file again (`alembic revision` adds to its map: not shared).
+            share_loaded_revisions(context.script)
         if revision_context is not None and revision_context.command_args.get("autogenerate"):
             # `alembic revision --autogenerate`: compared by our planner, never on the live database.
             # Loaded only here: it reads the canonical schema, which a migration must not need
@@ -150,6 +155,7 @@ def _run_steps(context, conn, schema: str, settings: Settings) -> None:
     box.append(recorder)
     mc = context.get_context()
     alembic_hook.wrap_step_planner(mc, recorder.wrap)
+    alembic_hook.read_heads_with(mc, recorder.ledger_heads)
     if mc.purge:
         # The stamp's row, whose heads are exactly the target, is the purge;
         # alembic then stamps from no heads.

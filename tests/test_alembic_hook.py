@@ -7,6 +7,7 @@ failing with an AttributeError deep in the runtime.
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 from alembic.config import Config
@@ -85,3 +86,52 @@ def test_an_alembic_without_the_hook_is_named():
         alembic_hook.wrap_step_planner(Changed(), lambda planner: planner)
     with pytest.raises(RuntimeError, match="_ensure_version_table"):
         alembic_hook.skip_version_table_purge(Changed())
+    with pytest.raises(RuntimeError, match="get_current_heads"):
+        alembic_hook.read_heads_with(Changed(), lambda: ())
+    with pytest.raises(RuntimeError, match="revision_map"):
+        alembic_hook.use_revision_map(Changed(), None)
+
+
+def test_run_migrations_plans_from_the_heads_we_read(script):
+    planned_from = []
+    mc = offline_context(script, lambda heads, ctx: planned_from.append(heads) or [])
+    alembic_hook.read_heads_with(mc, lambda: ("0003",))
+    mc.run_migrations()
+    assert planned_from == [("0003",)], "run_migrations no longer takes its heads from get_current_heads"
+    mc._ensure_version_table()  # alembic's create-if-missing, for empty heads: ours is the ledger's view
+    assert mc.output_buffer.getvalue() == ""
+
+
+def test_a_shared_revision_map_loads_no_file_again(script):
+    loaded = alembic_hook.revision_map(script)
+    script.get_revision("0001")  # loaded now
+    cfg = Config(str(ALEMBIC_INI))
+    cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
+    other = ScriptDirectory.from_config(cfg)
+    alembic_hook.use_revision_map(other, loaded)
+    assert other.get_revision("0005").module is script.get_revision("0005").module
+    assert other.get_heads() == script.get_heads()
+    fresh = ScriptDirectory.from_config(cfg)
+    assert fresh.get_revision("0005").module is not script.get_revision("0005").module
+
+
+def test_the_chain_is_loaded_once_per_version_of_its_files(versions_copy):
+    from app.chain import alembic_config, script_directory
+
+    def load():
+        return script_directory(alembic_config("clickhouse+chdb:///default?path=/nonexistent",
+                                               script_location=str(versions_copy)))
+
+    first = load()
+    assert load().get_revision("0005").module is first.get_revision("0005").module
+    edited = next((versions_copy / "versions").glob("0005_*.py"))
+    stat = edited.stat()
+    # Edited in place with the same size and mtime: its checksum tells.
+    edited.write_text(edited.read_text().replace("Add", "add", 1))
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = load()
+    assert again.get_revision("0005").module is not first.get_revision("0005").module
+    assert load().get_revision("0005").module is again.get_revision("0005").module
+    # A folder the fingerprint cannot vouch for is loaded as alembic always does.
+    (versions_copy / "versions" / "old").mkdir()
+    assert load().get_revision("0005").module is not load().get_revision("0005").module

@@ -99,6 +99,35 @@ def test_parse_reads_urls_as_sqlalchemy_does():
     assert fastpath.parse("postgresql://u:p@db/x") is None
 
 
+def fast_answers_loading(url: str) -> list[str]:
+    """The stderr of `status` and of a no-op `upgrade` on ``url``, each ending with the
+    modules the process had loaded (``LOADED [...]``: packages, and chDB's engine module with
+    the sub-module it registers, as ``chdb._chdb``)."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('LOADED', sorted({'chdb._chdb' if m.startswith('chdb._chdb')"
+            " else m.split('.')[0] for m, v in sys.modules.items() if v}), file=sys.stderr))\n"
+            "from app.cli import main\nmain()\n")
+    environ = {k: v for k, v in os.environ.items() if k != "ZAKAZ_DATABASE_URL"}
+    out = []
+    for args, expect in ((["status"], "pending:   none"), (["upgrade"], "Nothing to do")):
+        done = subprocess.run([sys.executable, "-c", code, *args, "--url", url], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, env=environ, timeout=120)
+        assert done.returncode == 0 and expect in done.stdout, done.stderr
+        out.append(done.stderr)
+    return out
+
+
+def loaded(stderr: str) -> set[str]:
+    return set(json.loads(stderr.rsplit("LOADED ", 1)[1].strip().replace("'", '"')))
+
+
+def test_embedded_fast_path_loads_the_engine_alone(at_head):
+    """No alembic or SQLAlchemy, and chDB's engine without its package (numpy, pyarrow: ~0.2 s)."""
+    for stderr in fast_answers_loading(at_head):
+        # "chdb" would be the package (or any module of it besides the engine).
+        assert loaded(stderr) & {"chdb._chdb", "numpy", "pyarrow", *HEAVY} == {"chdb._chdb"}, stderr
+
+
 # --- every unsafe case falls back -----------------------------------------------------------
 
 @pytest.mark.slow
@@ -251,18 +280,8 @@ def test_server_answer_equals_the_full_path(server_at_head):
 @pytest.mark.server
 @pytest.mark.parametrize("server_at_head", ["native", "http"], indirect=True)
 def test_server_fast_path_imports_no_alembic_sqlalchemy_or_chdb(server_at_head):
-    code = ("import atexit, sys\n"
-            f"heavy = {HEAVY!r}\n"
-            "atexit.register(lambda: print('HEAVY', sorted({m.split('.')[0] for m, v in sys.modules.items() if v}"
-            " & set(heavy)),"
-            " file=sys.stderr))\n"
-            "from app.cli import main\nmain()\n")
-    environ = {k: v for k, v in os.environ.items() if k != "ZAKAZ_DATABASE_URL"}
-    for args, expect in ((["status"], "pending:   none"), (["upgrade"], "Nothing to do")):
-        done = subprocess.run([sys.executable, "-c", code, *args, "--url", server_at_head], cwd=PROJECT_ROOT,
-                              capture_output=True, text=True, env=environ, timeout=120)
-        assert done.returncode == 0 and expect in done.stdout, done.stderr
-        assert "HEAVY []" in done.stderr, done.stderr
+    for stderr in fast_answers_loading(server_at_head):
+        assert loaded(stderr) & {"chdb._chdb", *HEAVY} == set(), stderr
 
 
 @pytest.mark.server
