@@ -29,6 +29,7 @@ BENCHMARKS = {
     "cli_start": ("bench.cli_start", "CLI wall time as a subprocess"),
     "drill": ("bench.drill", "rollback drill of the whole chain (bench/drill.py)"),
     "rebuild": ("bench.rebuild", "revision 0008's rebuild with 1M rows vs a plain copy"),
+    "autogenerate": ("bench.autogenerate", "0008's rebuild as the planner writes it vs by hand, 1M rows"),
     "peer": ("bench.peer", "deploy, no-op deploy and status vs clickhouse-migrations on a 24.8 server"),
 }
 ALIASES = {"verify": "verify_scale", "status": "verify_scale", "synthetic": "synthetic_chain",

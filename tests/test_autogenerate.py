@@ -334,9 +334,15 @@ def test_a_chain_of_generated_revisions_passes_lint_and_the_drill_with_data(chai
         schema, queries = desired, desired_queries
 
     report = lint_revisions(script_location=str(chain))
-    # The one finding left is the author's: the Why line to write.
+    # Left for the author: the Why line to write, and one known gap of the
+    # planner: it widens zakaz.sales.amount under the materialized view that
+    # sums it (recreating a materialized view would drop its rows), and lint
+    # says so (view-column-change).
+    widening = f"{CHAINED.index('widening type') + 2:04d}"
     assert {(f.rule, f.revision) for f in report.findings} == {
-        ("docstring", f"{n:04d}") for n in range(1, len(CHAINED) + 2)}, [f.message for f in report.findings]
+        ("docstring", f"{n:04d}") for n in range(1, len(CHAINED) + 2)} | {("view-column-change", widening)}, \
+        [f.message for f in report.findings]
+    assert "zakaz.mv_city" in next(f.message for f in report.findings if f.rule == "view-column-change")
     drill = run_drill(with_data=True, script_location=str(chain), rows_per_table=30)
     assert drill.ok, drill.failures
     assert [r.revision for r in drill.results] == [f"{n:04d}" for n in range(1, len(CHAINED) + 2)]
