@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import click
 
 from app import cli_output as out
-from app import fastpath
+from app import fastpath, progress
 from app import users as app_users
 from app.cli_errors import check_message, check_revision_range, handle, repair_mark
 from app.config import mask_url, resolve_url
@@ -108,6 +108,8 @@ def _summary(steps: list, url: str, seconds: float, as_json: bool, warnings: lis
 def upgrade(revision, url, as_json, resume, lock_wait, strict, allow_data_loss, cluster):
     """Upgrade the database to REVISION (default: head)."""
     url = resolve_url(url)
+    # Long copies: JSON lines on stderr with --json, else a bar on a terminal (app.progress).
+    click.get_current_context().call_on_close(progress.configure(as_json=as_json))
     if not as_json:
         out.echo(f"Upgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
@@ -144,6 +146,7 @@ def downgrade(revision, url, as_json, allow_data_loss, resume, strict, cluster):
     from app import commands  # alembic (see the module docstring)
 
     url = resolve_url(url)
+    click.get_current_context().call_on_close(progress.configure(as_json=as_json))
     if not as_json:
         out.echo(f"Downgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()

@@ -14,9 +14,11 @@ migration context), so a test can replace one of them (``exchange_tables``,
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 from alembic import op
 
+from app import progress
 from app.errors import CheckFailed
 from app.operations import definitions as d
 from app.operations import render
@@ -70,6 +72,13 @@ def _refuse_sharded(operation: str, name: str) -> None:
         )
 
 
+def _copy(operation: str, table: str, sql: str, total: int | None = None) -> None:
+    """Run a copy's one INSERT ... SELECT, its progress reported while it runs (app.progress)."""
+    watch = progress.watching(op.get_bind(), operation, table, total) if _online() else nullcontext()
+    with watch as tag:
+        _run(progress.tagged(sql, tag))
+
+
 def exchange_tables(a: str, b: str) -> None:
     _run(render.exchange_tables(a, b, _impl().placement))
 
@@ -80,7 +89,7 @@ def copy_rows_once(impl, operation: d.CopyRowsOnce) -> None:
         # The emptiness guard reads this node's replica: it must already hold
         # rows a failed earlier run inserted through another node.
         _sync_replica(operation.target)
-    _run(render.copy_rows_once(operation))
+    _copy("copy_rows_once", operation.target, render.copy_rows_once(operation))
 
 
 def _shape(name: str) -> tuple:
@@ -249,7 +258,9 @@ def rebuild_table(impl, operation: d.RebuildTable) -> None:
         copied = _parts(name)
         # 24.8 cannot parse an empty IN ().
         where = f" WHERE _part IN ({in_list(copied)})" if copied else " WHERE 0"
-    _run(f"INSERT INTO {work} ({copy}) SELECT {copy} FROM {name}{where} SETTINGS optimize_on_insert = 0")
+    _copy("rebuild_table", name,
+          f"INSERT INTO {work} ({copy}) SELECT {copy} FROM {name}{where} SETTINGS optimize_on_insert = 0",
+          total=sum(copied.values()) if _online() else None)
     if _online():
         # The copy and its count are on this node, the parts were listed here.
         new = _scalar(f"SELECT count() FROM {work}")
