@@ -241,6 +241,7 @@ def watching(conn: Any, operation: str, table: str, total: int | None = None,
     label = f"{operation} {table}"
     lock = threading.Lock()
     drawn = [False]
+    reported = [False]
 
     def write(text: str) -> None:
         with lock:
@@ -251,6 +252,7 @@ def watching(conn: Any, operation: str, table: str, total: int | None = None,
                 pass
 
     def report(sample: Sample) -> None:
+        reported[0] = True
         if how == JSON:
             write(json_line(operation, table, sample) + "\n")
         else:
@@ -270,8 +272,8 @@ def watching(conn: Any, operation: str, table: str, total: int | None = None,
         watcher.join(timeout=5)
         if how == BAR and drawn[0]:
             write("\r\x1b[K")
-        elif how == JSON and ok:
-            # Done: a rebuild knows how many rows it copied; a backfill's count is not known exactly
+        elif how == JSON and ok and reported[0]:
+            # A copy too short to report anything says nothing at its end either.  Done: a rebuild knows how many rows it copied; a backfill's count is not known exactly
             # (rows read include its guard's), so it is null rather than a guess.
             rows = total
             elapsed = time.monotonic() - started

@@ -196,3 +196,15 @@ def test_no_progress_no_thread_and_no_tag_when_off_or_when_the_connection_cannot
     with progress.watching(object(), "rebuild_table", "z.t", 10) as tag:  # no engine, no dialect
         assert tag is None
     assert not [t for t in threading.enumerate() if t.name == "zakaz-progress"]
+
+
+def test_a_short_copy_prints_no_progress_even_with_json(db_url):
+    """A fresh install's rebuild (0008) and backfill (0009) take milliseconds: nothing on stderr."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "app", "upgrade", "--json", "--url", db_url],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    json.loads(done.stdout)  # stdout stays one JSON document
+    assert '"progress"' not in done.stderr, done.stderr
