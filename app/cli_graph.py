@@ -60,13 +60,15 @@ def impact(target, url, at_head, as_json):
     source = "the chain's head" if at_head else mask_url(resolve_url(url))
     data = {"target": target, "source": source, "impacted": [i.to_dict() for i in found],
             "grants_read": deps.grants is not None, "note": deps.grants_note}
-    out.emit(data, as_json, lambda _: _print_impact(target, source, found, deps.grants_note))
+    out.emit(data, as_json, lambda _: _print_impact(target, source, found, deps.grants_note, deps.grants is not None))
 
 
-def _print_impact(target: str, source: str, found: list, note: str) -> None:
+def _print_impact(target: str, source: str, found: list, note: str, grants_read: bool) -> None:
     counts = {k: sum(1 for i in found if i.kind == k) for k in ("view", "materialized view", "grant")}
+    # "0 grants" would claim what was not looked at where system.grants is not readable.
+    grants = f"{counts['grant']} grant(s)" if grants_read else "grants not read"
     out.echo(f"{target} ({source}): {counts['view']} view(s), {counts['materialized view']} "
-             f"materialized view(s), {counts['grant']} grant(s) depend on it")
+             f"materialized view(s) depend on it; {grants}")
     for i in found:
         how = "directly" if i.direct else "via " + " -> ".join(i.path[1:-1])
         out.echo(f"  {i.kind:<17} {i.name}  ({how})")
