@@ -19,6 +19,7 @@ from typing import Any
 
 from app import cluster as cluster_mode
 from app import insert_order
+from app.canonical import MANAGED_DATABASES
 from app.errors import UsageError
 from app.lock import LOCK_TABLE, lock_ddl
 from app.sql import quote_literal
@@ -76,8 +77,6 @@ def version_select(schema: str) -> str:
             f"FROM {schema}.{LEDGER_TABLE}\n"
             f"WHERE status IN ({', '.join(quote_literal(s) for s in COMPLETED)})")
 
-
-MANAGED_DATABASES = ("zakaz", "meta", "bi")
 
 
 def ensure(conn, schema: str, cluster: "cluster_mode.Cluster | None" = None, *, lock: bool = False) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.sql import quote_literal
+
 
 TABLE = "table"
 VIEW = "view"
@@ -178,7 +180,7 @@ def _collapse_spaces(text: str) -> str:
 
 def quote_string(text: str) -> str:
     """``text`` as a ClickHouse string literal, on one line (a column list has one column a line)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+    return quote_literal(text).replace("\n", "\\n")
 
 
 # Bytes of a fixed-size value: the argument Delta takes when none is written.

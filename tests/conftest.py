@@ -111,3 +111,21 @@ def cluster(tmp_path_factory):
 
     with server_support.running_cluster(tmp_path_factory.mktemp("cluster")) as c:
         yield c
+
+
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
+def line_url(request, db_url):
+    """Both ClickHouse lines: the embedded engine (26.x), or the 24.8 server without the
+    test module's ``LINE_DATABASE`` (dropped before and after: the server is shared)."""
+    if request.param == "embedded":
+        yield db_url
+        return
+    from app.engine import connect
+
+    url = request.getfixturevalue("server").url("native")
+    drop = f"DROP DATABASE IF EXISTS {request.module.LINE_DATABASE} SYNC"
+    with connect(url) as conn:
+        conn.exec_driver_sql(drop)
+    yield url
+    with connect(url) as conn:
+        conn.exec_driver_sql(drop)

@@ -85,18 +85,8 @@ EXPECTED_TABLES = {
 }
 
 
-@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
-def line_url(request, db_url):
-    """The embedded engine (26.x), or a 24.8 server with no database ``p``."""
-    if request.param == "embedded":
-        yield db_url
-        return
-    url = request.getfixturevalue("server").url("native")
-    with connect(url) as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS p SYNC")
-    yield url
-    with connect(url) as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS p SYNC")
+# The database line_url (tests/conftest.py) drops on the server before and after.
+LINE_DATABASE = "p"
 
 
 def test_snapshot_is_identical_on_both_lines_though_each_prints_it_differently(line_url):

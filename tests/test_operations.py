@@ -240,18 +240,8 @@ def test_access_operations_are_counted_checked_and_skipped_on_the_embedded_engin
                                     "GRANT SELECT ON zakaz.t TO zakaz_reader"]
 
 
-@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
-def line_url(request, db_url):
-    """The embedded engine (26.x), or a 24.8 server without database ``z``."""
-    if request.param == "embedded":
-        yield db_url
-        return
-    url = request.getfixturevalue("server").url("native")
-    with connect(url) as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS z SYNC")
-    yield url
-    with connect(url) as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS z SYNC")
+# The database line_url (tests/conftest.py) drops on the server before and after.
+LINE_DATABASE = "z"
 
 
 def test_removing_a_codec_comment_or_ttl_twice_is_safe_online(line_url):
