@@ -132,8 +132,15 @@ class Cluster:
         return f"ON CLUSTER {quote_literal(self.name)}"
 
     def ddl_settings(self) -> dict[str, Any]:
-        """Query settings for distributed DDL waits, only those given."""
-        out: dict[str, Any] = {}
+        """Query settings for every statement on a cluster: ALTER waits, then the DDL waits given.
+
+        ``alter_sync = 2``: an ALTER ON CLUSTER of a Replicated table runs on
+        one replica per shard, and the others apply it from the replication
+        log later.  Without the wait the next statement (0005's MATERIALIZE
+        COLUMN) can reach a replica that has not got the column yet
+        (NO_SUCH_COLUMN_IN_TABLE, seen in CI).
+        """
+        out: dict[str, Any] = {"alter_sync": 2}
         if self.ddl_task_timeout is not None:
             out["distributed_ddl_task_timeout"] = self.ddl_task_timeout
         if self.ddl_output_mode is not None:
@@ -245,15 +252,13 @@ def check_cluster_exists(conn, cluster: Cluster) -> int:
 
 
 def apply_ddl_settings(conn, cluster: Cluster) -> None:
-    """Make distributed_ddl_task_timeout / _output_mode apply to every query of ``conn``.
+    """Make ``cluster.ddl_settings()`` apply to every query of ``conn``.
 
     Not a ``SETTINGS`` clause: on CREATE TABLE that clause means table
     settings.  Not ``SET``: over HTTP each query is its own session.  The
     drivers' per-connection settings reach every query on both protocols.
     """
     settings = cluster.ddl_settings()
-    if not settings:
-        return
     transport = getattr(conn.connection.dbapi_connection, "transport", None)
     if hasattr(transport, "ch_settings"):  # clickhouse-sqlalchemy's HTTP transport
         transport.ch_settings.update(settings)

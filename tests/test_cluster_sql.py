@@ -80,7 +80,7 @@ def engines_of(formatted: str) -> list[str]:
 
 def test_every_ddl_statement_of_the_chain_runs_on_cluster(cluster_sql, format_query):
     stmts = statements(cluster_sql)
-    ddl = [s for s in stmts if first_word(s) not in ("INSERT", "SYSTEM")]
+    ddl = [s for s in stmts if first_word(s) not in ("INSERT", "SYSTEM", "SET")]
     assert len(ddl) > 100  # the whole chain, ledger and access statements included
     for stmt in ddl:
         formatted = format_query(stmt)  # parses as ClickHouse
@@ -146,13 +146,13 @@ def test_cluster_mode_changes_nothing_else_and_nothing_leaks_into_single_server_
         assert marker not in single_sql
     single = [_stable(s) for s in statements(single_sql)]
     clustered = [_stable(_as_single_server(s)) for s in statements(cluster_sql)
-                 if not s.startswith("SYSTEM SYNC REPLICA")]
+                 if not s.startswith(("SYSTEM SYNC REPLICA", "SET alter_sync = 2"))]
     assert clustered == single
 
 
 def test_the_downgrade_chain_drops_on_cluster(format_query):
     down = statements(commands.offline_sql(SERVER_URL, "head:base", cluster="zakaz"))
-    ddl = [s for s in down if first_word(s) not in ("INSERT", "SYSTEM")]
+    ddl = [s for s in down if first_word(s) not in ("INSERT", "SYSTEM", "SET")]
     assert any(s.startswith("DROP ROLE IF EXISTS zakaz_etl ON CLUSTER 'zakaz'") for s in ddl)
     assert any(s.startswith("DROP DATABASE IF EXISTS zakaz ON CLUSTER 'zakaz' SYNC") for s in ddl)
     for stmt in ddl:
@@ -168,7 +168,7 @@ def test_cluster_from_alembic_x_argument():
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("SET distributed_ddl_task_timeout = 300;")
+    assert done.stdout.startswith("SET alter_sync = 2;\n\nSET distributed_ddl_task_timeout = 300;")
     assert "CREATE DATABASE IF NOT EXISTS zakaz ON CLUSTER 'zakaz';" in done.stdout
 
 
@@ -191,7 +191,9 @@ def test_cli_sql_takes_cluster():
 def test_distributed_ddl_wait_settings_lead_the_script(format_query):
     sql = commands.offline_sql(SERVER_URL, "0001", cluster="zakaz", ddl_task_timeout=600,
                                ddl_output_mode="null_status_on_timeout")
-    first, second = statements(sql)[:2]
+    alter, first, second = statements(sql)[:3]
+    # Every replica has each ALTER before the next statement runs.
+    assert format_query(alter) == "SET alter_sync = 2"
     assert format_query(first) == "SET distributed_ddl_task_timeout = 600"
     assert format_query(second) == "SET distributed_ddl_output_mode = 'null_status_on_timeout'"
     assert "distributed_ddl" not in commands.offline_sql(SERVER_URL, "0001", cluster="zakaz")
