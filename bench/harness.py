@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from app.replay import embedded_url as database_url
-from app.replay import scratch_folder
+# app.replay (alembic, SQLAlchemy) is imported inside the two helpers below:
+# in_fresh_process workers import this module, and bench.peer's profiles time
+# those imports phase by phase, so they must not be loaded before the profile.
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,10 +44,14 @@ def timed(fn: Callable[[], Any]) -> float:
 
 def scratch(prefix: str = "zakaz-bench-") -> contextlib.AbstractContextManager[Path]:
     """A temporary folder, removed afterwards: several benchmark databases each."""
+    from app.replay import scratch_folder
+
     return scratch_folder(prefix)
 
 
 def embedded_url(folder: Path, name: str = "db") -> str:
+    from app.replay import embedded_url as database_url
+
     return database_url(folder / name)
 
 
