@@ -258,7 +258,7 @@ class StepRecorder:
         direction = "upgrade" if all(step.is_upgrade for step in steps) else "downgrade"
         what = []
         if held:
-            what.append("drop data: " + losses.listing([f"{obj} ({n} rows)" for obj, n in held.items()]))
+            what.append("drop data: " + losses.listing([f"{obj} ({losses.row_count(n)})" for obj, n in held.items()]))
         if left:
             dbs = list(dict.fromkeys(db for db, _ in databases))
             # Rows first: they are what an operator must not lose.
@@ -367,6 +367,8 @@ class StepRecorder:
         )
         self._write(row, defer=True)
         self.recorded += 1
+        if self.settings.operations_sink and not step.is_stamp:
+            self.settings.operations_sink(revision, direction, list(self.impl.operations))
         self._heads = list(row.heads)
         if row.skipped:
             log.info("%s: %d access statement(s) checked with formatQuery and skipped "

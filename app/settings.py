@@ -11,7 +11,7 @@ precedence to its keys); the URL's environment variable and default are
 app.config's.  The CLI's ``--url`` and ``--cluster`` also read their
 variables through click (for ``--help``); the value is the same.
 
-Hooks for the caller (``reporter``, ``warn``, ``fail_at``) travel along:
+Hooks for the caller (``reporter``, ``warn``, ``fail_at``, ``operations_sink``) travel along:
 they only come from ``Config.attributes``.
 """
 from __future__ import annotations
@@ -41,6 +41,10 @@ class Settings:
     warn: Callable[[str], None] | None = None
     # (revision, statement number): fail there (the tests' injected failure).
     fail_at: tuple[str, int] | None = None
+    # A callable receiving (revision, direction, operations) per finished
+    # step, online or offline: the ClickHouse operations it ran, as data
+    # (app.lint reads what a step does from them, not from its SQL text).
+    operations_sink: Callable[[str, str, list], None] | None = None
 
     @classmethod
     def from_sources(cls, attributes: Mapping[str, Any] | None = None, x: Mapping[str, str] | None = None,
@@ -62,6 +66,7 @@ class Settings:
             reporter=attributes.get("reporter"),
             warn=attributes.get("warn"),
             fail_at=attributes.get("fail_at"),
+            operations_sink=attributes.get("operations_sink"),
         )
 
     @classmethod

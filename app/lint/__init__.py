@@ -47,10 +47,12 @@ Rules (E error, W warning); a finding names its rule, revision, line and what is
   ReplacingMergeTree: every insert block writes its own partial row for a key
   and merges keep one of them, not their total.
 
-Where the facts come from: statements from alembic's offline SQL (each
-revision, both directions, as ``zakaz-schema sql`` renders them), normalised
-and parsed by ClickHouse itself (``formatQuery``, ``EXPLAIN AST``,
-``system.functions``); schema state from replaying the chain on a scratch
+Where the facts come from: each step's ClickHouse operations as data
+(``op.rebuild_table`` says which columns it copies), collected while
+alembic renders the offline SQL; statements from that offline SQL (each
+revision, both directions, as ``zakaz-schema sql`` renders them: raw
+``op.run`` SQL has no other form), normalised and parsed by ClickHouse
+itself (``formatQuery``, ``EXPLAIN AST``, ``system.functions``); schema state from replaying the chain on a scratch
 chDB directory (``app.replay``), with a snapshot (``app.snapshot``) before and
 after every step.  The chain is upgraded revision by revision, then downgraded
 revision by revision, each downgrade compared (``app.schema_diff``) with the

@@ -52,11 +52,12 @@ class Context:
     # -- statements --------------------------------------------------------------
     def render_statements(self) -> None:
         raw: dict[str, dict[str, list[str]]] = {r.id: {} for r in self.revisions}
+        ops: dict[str, dict[str, list]] = {UPGRADE: {}, DOWNGRADE: {}}
         try:
-            for rev_id, stmts in render(self.cfg_factory, "base:heads", UPGRADE).items():
+            for rev_id, stmts in render(self.cfg_factory, "base:heads", UPGRADE, ops[UPGRADE]).items():
                 raw[rev_id][UPGRADE] = stmts
             for head in [r.id for r in self.revisions if self._is_head(r.id)]:
-                for rev_id, stmts in render(self.cfg_factory, f"{head}:base", DOWNGRADE).items():
+                for rev_id, stmts in render(self.cfg_factory, f"{head}:base", DOWNGRADE, ops[DOWNGRADE]).items():
                     raw[rev_id].setdefault(DOWNGRADE, stmts)
         except Exception:
             # Render revision by revision to name the one that fails.
@@ -66,7 +67,8 @@ class Context:
                     if direction in raw[rev.id]:
                         continue
                     try:
-                        raw[rev.id][direction] = render(self.cfg_factory, rng, direction).get(rev.id, [])
+                        raw[rev.id][direction] = render(self.cfg_factory, rng, direction,
+                                                        ops[direction]).get(rev.id, [])
                     except Exception as exc:
                         raw[rev.id][direction] = []
                         self.report("offline-sql", rev,
@@ -80,6 +82,7 @@ class Context:
         for rev in self.revisions:
             for d in (UPGRADE, DOWNGRADE):
                 rev.statements[d] = [Statement(s, next(it)) for s in raw[rev.id].get(d, [])]
+                rev.operations[d] = ops[d].get(rev.id, [])
 
     def _is_head(self, rev_id: str) -> bool:
         return not any(rev_id in r.parents for r in self.revisions)

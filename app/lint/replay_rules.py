@@ -188,7 +188,7 @@ class ReplayRules:
         stmts = rev.statements.get(direction, [])
         replaced = {n for n in before.schema if n in after.schema and after.uuids.get(n) != before.uuids.get(n)}
         lost = losses.schema_losses(before.schema, after.schema, replaced=replaced,
-                                    copies=copies(stmts, self.url_db))
+                                    copies=copies(rev.operations.get(direction, []), self.url_db))
         check = losses.check_declared(declared, lost)
         attr = losses.DECLARATIONS[direction]
         for loss in check.undeclared:

@@ -48,6 +48,9 @@ class Revision:
     module: Any
     source: Source
     statements: dict[str, list[Statement]] = field(default_factory=dict)
+    # direction -> the ClickHouse operations (app.operations.definitions) the
+    # step runs, as data: read where the SQL text would have to be parsed back.
+    operations: dict[str, list] = field(default_factory=dict)
 
     @property
     def parent(self) -> str | None:

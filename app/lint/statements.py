@@ -13,6 +13,7 @@ from alembic import command as alembic_command
 
 from app.ledger import LEDGER_TABLE, VERSION_VIEW
 from app.losses import UPGRADE
+from app.operations.definitions import RebuildTable
 
 
 IDENT = r"(?:`(?:[^`\\]|\\.)+`|[\w$]+|\*)"
@@ -23,7 +24,6 @@ CREATE = re.compile(rf"^(?P<replace>CREATE OR REPLACE |REPLACE |CREATE )(?:TEMPO
                      rf"(?P<ine>IF NOT EXISTS )?(?P<name>{NAME})")
 DROP = re.compile(rf"^DROP (?:TEMPORARY )?(?P<kind>{_KINDS}) (?P<ie>IF EXISTS )?(?P<name>{NAME})")
 ALTER = re.compile(rf"^ALTER TABLE (?P<name>{NAME}) ")
-EXCHANGE = re.compile(rf"^EXCHANGE (?:TABLES|DICTIONARIES) (?P<a>{NAME}) AND (?P<b>{NAME})")
 RENAME = re.compile(r"^RENAME (?:TABLE|DICTIONARY) ")
 RENAME_PAIR = re.compile(rf"({NAME}) TO ({NAME})")
 INSERT = re.compile(rf"^INSERT INTO (?:TABLE )?(?P<name>{NAME})(?: \((?P<cols>[^)]*)\))? ")
@@ -91,11 +91,17 @@ def _chunks_writer(out: list[str]):
 _RUNNING = re.compile(r"^-- Running (upgrade|downgrade) (.*?) -> (.*?)\s*$")
 
 
-def render(cfg_factory, revision_range: str, direction: str) -> dict[str, list[str]]:
-    """Offline SQL of a range, as raw statements per revision (ledger rows left out)."""
+def render(cfg_factory, revision_range: str, direction: str,
+           operations: dict[str, list] | None = None) -> dict[str, list[str]]:
+    """Offline SQL of a range, as raw statements per revision (ledger rows left out).
+
+    ``operations``, if given, receives each revision's ClickHouse operations.
+    """
     chunks: list[str] = []
     cfg = cfg_factory()
     cfg.output_buffer = _chunks_writer(chunks)
+    if operations is not None:
+        cfg.attributes["operations_sink"] = lambda revision, _direction, ops: operations.setdefault(revision, ops)
     if direction == UPGRADE:
         alembic_command.upgrade(cfg, revision_range, sql=True)
     else:
@@ -130,36 +136,12 @@ def deleted_rows_of(st: Statement, default_db: str) -> str | None:
     return None
 
 
-def copies(stmts: list[Statement], default_db: str) -> dict[str, list[str] | None]:
-    """Tables whose rows a step carries into a replacement: table -> copied columns (None: all).
+def copies(operations: list, default_db: str) -> dict[str, list[str]]:
+    """Tables whose rows a step carries into a replacement: table -> copied columns.
 
-    Two shapes of rebuild: INSERT INTO work SELECT ... FROM t, then EXCHANGE
-    TABLES t AND work (or RENAME work TO t); or RENAME t TO old, then INSERT
-    INTO t SELECT ... FROM old.
+    Read from the step's ``op.rebuild_table`` operations (their ``copy``),
+    not from the INSERT/EXCHANGE text they render.  A rebuild written by hand
+    in raw SQL is not recognised: its drop is a loss to declare, like any other.
     """
-    inserts: list[tuple[str, list[str] | None, set[str]]] = []
-    swaps: list[tuple[str, str]] = []
-    renamed_from: dict[str, str] = {}
-    for st in stmts:
-        if (m := st.match(INSERT)):
-            rest = st.norm[m.end():]
-            sources = {full_name(s, default_db) for s in FROM.findall(rest)}
-            cols = columns_of(m.group("cols")) if m.group("cols") else None
-            inserts.append((full_name(m.group("name"), default_db), cols, sources))
-        elif (m := st.match(EXCHANGE)):
-            a, b = full_name(m.group("a"), default_db), full_name(m.group("b"), default_db)
-            swaps += [(a, b), (b, a)]
-        elif st.match(RENAME):
-            for a, b in RENAME_PAIR.findall(st.norm):
-                a, b = full_name(a, default_db), full_name(b, default_db)
-                swaps.append((b, a))  # b now holds what a held
-                renamed_from[a] = b
-    out: dict[str, list[str] | None] = {}
-    for target, cols, sources in inserts:
-        for table, work in swaps:
-            if work == target and table in sources:
-                out[table] = cols
-        for table, old in renamed_from.items():
-            if target == table and old in sources:
-                out[table] = cols
-    return out
+    return {full_name(o.name, default_db): columns_of(o.copy)
+            for o in operations if isinstance(o, RebuildTable)}
