@@ -91,7 +91,9 @@ def new_revision(message: str, *, head: str = "head", branch: bool = False,
             )
         base_of = rev
     rev_id = next_ordinal(script)
-    slug = revision_slug(message)
+    # alembic's own slug keeps non-ASCII letters; the file is named with ours
+    # through its file_template, so its "Generating ..." line names the real file.
+    cfg.set_main_option("file_template", f"%%(rev)s_{revision_slug(message)}")
     before = set(os.listdir(script.versions))
     try:
         created = alembic_command.revision(
@@ -108,10 +110,7 @@ def new_revision(message: str, *, head: str = "head", branch: bool = False,
             raise RevisionRefused(f"the message {message!r} does not make a valid revision file "
                                   f"({exc.msg}); nothing was written") from None
         raise
-    wanted = os.path.join(os.path.dirname(path), f"{rev_id}_{slug}.py")
-    if path != wanted:
-        os.replace(path, wanted)
-    return wanted
+    return path
 
 
 def _docstring_text(message: str) -> str:
