@@ -2,7 +2,8 @@
 
 Pure text: the docstring lists each change and leaves the Why line to the
 author; ``DOWNGRADE_LOSES`` (and ``UPGRADE_LOSES`` when the upgrade was
-allowed to lose something) come from the plan; ``upgrade()`` and
+allowed to lose something) come from the plan, and the docstring says how
+each is lost (dropped, narrowed, past a TTL); ``upgrade()`` and
 ``downgrade()`` call the ClickHouse operations (app.operations.definitions)
 with the arguments a person would type, column lists and SELECTs as indented
 triple-quoted blocks like revisions 0008 and 0009.
@@ -48,12 +49,17 @@ def _docstring(text: str) -> str:
 
 
 def _downgrade_line(plan: Plan) -> str:
-    lost = plan.downgrade_loses
+    """What each direction loses, as it is lost: a narrowing keeps its column, a TTL deletes old rows."""
+    lost = plan.loss_notes("downgrade")
     line = "Downgrade: restores the previous schema"
-    line += f", dropping {', '.join(lost)} with their data." if lost else ", losing nothing."
+    line += f"; it loses {_losses(lost)}." if lost else ", losing nothing."
     if plan.upgrade_loses:
-        line += f" The upgrade drops {', '.join(plan.upgrade_loses)} with their data (allowed when generated)."
+        line += f" Allowed when generated, the upgrade loses {_losses(plan.loss_notes('upgrade'))}."
     return line
+
+
+def _losses(notes: dict[str, str]) -> str:
+    return "; ".join(f"{target} ({how})" for target, how in notes.items())
 
 
 def _list(items: list[str]) -> str:

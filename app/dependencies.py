@@ -95,11 +95,22 @@ def read_dependencies(conn, databases=MANAGED_DATABASES) -> Dependencies:
         deps.columns[name] = tuple(c.name for c in obj.columns)
     for name, query in sorted(snap.queries.items()):
         deps.reads[name] = query_sources(conn, query, name.split(".", 1)[0])
-        m = _MV_TO.match(snap.creates.get(name, ""))
-        if deps.kinds[name] == MATERIALIZED_VIEW and m:
-            deps.writes[name] = m.group(1).replace("`", "")
+        target = materialized_view_target(snap.creates.get(name, ""))
+        if deps.kinds[name] == MATERIALIZED_VIEW and target:
+            deps.writes[name] = target
     deps.grants, deps.grants_note = _grants(conn, databases)
     return deps
+
+
+def materialized_view_target(create: str) -> str | None:
+    """The table a materialized view writes TO, from its CREATE as the server prints it; None if it has storage."""
+    m = _MV_TO.match(create or "")
+    return m.group(1).replace("`", "") if m else None
+
+
+def view_reads(conn, queries: dict[str, str]) -> dict[str, dict[str, set[str] | None]]:
+    """Per view (``{name: SELECT}``), what it reads of each object: the planner's ``view_reads``."""
+    return {name: query_sources(conn, query, name.split(".", 1)[0]) for name, query in sorted(queries.items())}
 
 
 def query_sources(conn, query: str, database: str) -> dict[str, set[str] | None]:

@@ -23,12 +23,12 @@ from typing import Iterable, Mapping, Sequence
 from app.errors import CheckFailed
 from app.schema import MATERIALIZED_VIEW, TABLE, Schema
 from app.sql import in_list, quote_name
-from app.types import type_change
+from app.types import ttl_keeps_rows, type_change
 
 UPGRADE, DOWNGRADE = "upgrade", "downgrade"
 DECLARATIONS = {UPGRADE: "UPGRADE_LOSES", DOWNGRADE: "DOWNGRADE_LOSES"}
 # What a step can lose, by how it loses it.
-DROP, NARROWING, RECREATE = "drop", "narrowing", "recreate"
+DROP, NARROWING, RECREATE, TTL = "drop", "narrowing", "recreate", "ttl"
 
 # More than this many objects in one message are summarised.
 LISTED = 10
@@ -36,6 +36,11 @@ LISTED = 10
 
 class DataLossRefused(CheckFailed):
     """A drop would delete rows (or objects) nobody allowed it to delete; nothing was dropped."""
+
+
+def row_count(n: int) -> str:
+    """"1 row", "20 rows": every message that names rows at risk says it the same way."""
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ class Stored:
 
     def describe(self) -> str:
         if self.rows:
-            return f"{self.name} ({self.rows} rows)"
+            return f"{self.name} ({row_count(self.rows)})"
         if self.rows == 0:
             return f"{self.name} (empty {self.kind})"
         return f"{self.name} ({self.kind})"
@@ -148,7 +153,7 @@ def covers(declarations: Iterable[str], target: str) -> bool:
 class Loss:
     """One thing a step dropped with its data."""
 
-    kind: str     # DROP, NARROWING or RECREATE
+    kind: str     # DROP, NARROWING, RECREATE or TTL
     target: str   # "db.table" or "db.table.column"
     message: str  # what happened to it, for a report
 
@@ -184,6 +189,10 @@ def schema_losses(before: Schema, after: Schema, *, replaced: Iterable[str] = ()
             how = f"changes {'/'.join(changes)} by creating it anew" if changes else "drops and creates it again"
             out.append(Loss(RECREATE, name, f"{how} without copying its rows ({what} {name})"))
             continue
+        if obj.kind == TABLE and not ttl_keeps_rows(obj.ttl, new.ttl):
+            # materialize_ttl_after_modify (on by default): the rows already
+            # past the new TTL are deleted at once (a rebuilt table's by its merges).
+            out.append(Loss(TTL, name, f"sets TTL {new.ttl} on {name}: the rows already past it are deleted"))
         copied = copies.get(name) if name in replaced else None
         for col in obj.columns:
             got = new.column(col.name)

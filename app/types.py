@@ -248,3 +248,26 @@ def _enums(o: str, n: str) -> tuple[str, str] | None:
         # MODIFY COLUMN changes only the metadata, and such a row can no longer be read.
         return LOSSY, f"rows holding {', '.join(removed)} become unreadable"
     return WIDENING, ""
+
+
+# --- TTL changes ------------------------------------------------------------------
+
+_TTL_PERIOD = re.compile(r"^(.+) \+ toInterval(Second|Minute|Hour|Day|Week|Month|Quarter|Year)\((\d+)\)$")
+# Seconds in one unit, shortest and longest (a month has 28 to 31 days).
+_SECONDS = {"Second": (1, 1), "Minute": (60, 60), "Hour": (3600, 3600), "Day": (86400, 86400),
+            "Week": (604800, 604800), "Month": (28 * 86400, 31 * 86400), "Quarter": (89 * 86400, 92 * 86400),
+            "Year": (365 * 86400, 366 * 86400)}
+
+
+def ttl_keeps_rows(old: str, new: str) -> bool:
+    """Whether table TTL ``new`` deletes no row that ``old`` keeps (both normalised, '' for none).
+
+    Only ``expr + toInterval<Unit>(n)`` over the same ``expr`` is compared;
+    anything else (a WHERE, a GROUP BY, several rules) may delete rows.
+    """
+    if not new or new == old:
+        return True
+    was, now = _TTL_PERIOD.match(old or ""), _TTL_PERIOD.match(new)
+    if not (was and now) or was.group(1) != now.group(1):
+        return False
+    return int(now.group(3)) * _SECONDS[now.group(2)][0] >= int(was.group(3)) * _SECONDS[was.group(2)][1]

@@ -379,6 +379,30 @@ def test_destructive_narrowing(short_chain):
     assert all("downgrade" not in g.message for g in report.findings)
 
 
+@pytest.mark.parametrize("declared", [False, True])
+def test_destructive_ttl_added_to_a_table_is_a_loss_to_declare(short_chain, declared):
+    # MODIFY TTL deletes the rows already past it at once (materialize_ttl_after_modify).
+    path = write_revision(short_chain, "0003", ("""
+        UPGRADE_LOSES = ["zakaz.dm_vk_ads_daily"]
+    """ if declared else "") + """
+        def upgrade():
+            op.modify_ttl("zakaz.dm_vk_ads_daily", "stat_date + INTERVAL 30 DAY")
+
+        def downgrade():
+            op.remove_ttl("zakaz.dm_vk_ads_daily")
+    """)
+    report = lint_bad(short_chain)
+    assert not {"replay-upgrade", "replay-downgrade", "offline-sql"} & rules_of(report), report.findings
+    if declared:
+        assert not {"destructive-ttl", "loss-declaration"} & rules_of(report), [str(f) for f in report.findings]
+    else:
+        f = finding(report, "destructive-ttl")
+        assert "zakaz.dm_vk_ads_daily" in f.message and "past it" in f.message
+        assert f.line == line_of(path, "modify_ttl")
+    # Removing the TTL on the way back deletes nothing.
+    assert all("downgrade" not in g.message for g in report.findings if g.rule.startswith("destructive"))
+
+
 def test_destructive_recreate(short_chain):
     write_revision(short_chain, "0003", """
         DOWNGRADE_LOSES = ["zakaz.dim_city_alias"]

@@ -139,12 +139,18 @@ def test_an_unchanged_materialized_view_spelled_out_plans_nothing(chain, canonic
     assert result.output.startswith("No changes"), result.output
 
 
-def test_a_changed_materialized_view_select_is_a_change(chain, canonical):
+def test_a_changed_materialized_view_select_is_a_rebuild_keeping_its_rows(chain, canonical):
     changed = MV_LATEST_QUERY.replace("toIntervalDay(14)", "toIntervalDay(28)")
     canonical(lambda t: t + f"\nVIEW_QUERIES = {{'zakaz.mv_qtickets_sales_latest': {changed!r}}}\n")
-    line = refused(chain)
-    assert line.startswith("Error: zakaz.mv_qtickets_sales_latest: recreating the materialized view "
-                           "(its SELECT changed) empties its storage"), line
+    before = versions(chain)
+    result = new("--autogenerate", "Four weeks of sales")
+    assert result.exit_code == 0, result.output
+    assert "- rebuild materialized view zakaz.mv_qtickets_sales_latest (its SELECT changed), keeping its rows" \
+        in result.output
+    (written,) = set(versions(chain)) - set(before)
+    text = (chain / "versions" / written).read_text()
+    assert text.count("op.rebuild_materialized_view(") == 2 and "UPGRADE_LOSES" not in text
+    assert 'copy="event_id, city, latest_sale_ts, tickets_sold_14d, revenue_14d"' in text
 
 
 def test_a_new_view_over_an_object_that_does_not_exist(chain, canonical):
@@ -197,6 +203,20 @@ def test_a_dropped_column_needs_the_flag(chain, canonical):
     assert result.exit_code == 0, result.output
     text = (chain / "versions" / "0014_drop_dim_events_loaded_at.py").read_text(encoding="utf-8")
     assert 'UPGRADE_LOSES = ["zakaz.dim_events._loaded_at"]' in text
+
+
+def test_a_new_column_leaves_the_views_over_its_table_alone_both_ways(chain, canonical):
+    """Six views read zakaz.dm_sales_daily, none the new column: neither direction recreates one."""
+    canonical(lambda t: t.replace("    refunds_amount  UInt64\n", "    refunds_amount  UInt64\n"
+                                  "    refunds_count   UInt32 DEFAULT 0\n", 1))
+    result = new("--autogenerate", "Count refunds")
+    assert result.exit_code == 0, result.output
+    text = (chain / "versions" / "0014_count_refunds.py").read_text(encoding="utf-8")
+    upgrade, downgrade = text.split("def upgrade() -> None:\n")[1].split("\n\n\ndef downgrade() -> None:\n")
+    assert [line.strip() for line in upgrade.strip().splitlines()] == [
+        'op.add_column_if_not_exists("zakaz.dm_sales_daily", "refunds_count UInt32 DEFAULT 0",',
+        'after="refunds_amount")']
+    assert downgrade.strip().splitlines() == ['op.drop_column_if_exists("zakaz.dm_sales_daily", "refunds_count")']
 
 
 def add_side_head(chain):

@@ -143,13 +143,35 @@ def test_a_type_or_default_change_carries_codec_and_comment_in_the_whole_definit
 
 
 def test_ttl_changes_are_modify_ttl_and_remove_ttl():
-    p = plan(BASE, changed(BASE, "zakaz.t", ttl="d + toIntervalYear(1)"))
+    p = plan(BASE, changed(BASE, "zakaz.t", ttl="d + toIntervalYear(1)"), allow_loss=True)
     assert calls(p.upgrade) == [Call("modify_ttl", ("zakaz.t", "d + toIntervalYear(1)"))]
     assert calls(p.downgrade) == [Call("remove_ttl", ("zakaz.t",))]
-    assert p.changes == ["set TTL of zakaz.t to d + toIntervalYear(1)"]
+    assert p.changes == ["set TTL of zakaz.t to d + toIntervalYear(1) (deletes the rows already past it)"]
+    # Loosened: deletes nothing the old TTL kept; the way back tightens it.
     p = plan(changed(BASE, "zakaz.t", ttl="d + toIntervalYear(1)"),
              changed(BASE, "zakaz.t", ttl="d + toIntervalYear(2)"))
     assert calls(p.upgrade) == [Call("modify_ttl", ("zakaz.t", "d + toIntervalYear(2)"))]
+    assert p.upgrade_loses == [] and p.downgrade_loses == ["zakaz.t"]
+
+
+def test_a_ttl_added_or_tightened_deletes_rows_and_is_declared():
+    """MODIFY TTL materializes the TTL at once (materialize_ttl_after_modify = 1): rows past it go."""
+    for old, new in (("", "d + toIntervalYear(1)"), ("d + toIntervalYear(2)", "d + toIntervalYear(1)"),
+                     ("d + toIntervalDay(400)", "d + toIntervalYear(1)"),
+                     ("d + toIntervalYear(1)", "d + toIntervalYear(1) WHERE n = 0")):
+        before, after = changed(BASE, "zakaz.t", ttl=old), changed(BASE, "zakaz.t", ttl=new)
+        with pytest.raises(PlanRefused, match=rf"^zakaz\.t: TTL .* deletes the rows already past it; "
+                                              rf"{'keep the old TTL' if old else 'leave the TTL out'} in"):
+            plan(before, after)
+        p = plan(before, after, allow_loss=True)
+        assert p.upgrade_loses == ["zakaz.t"], (old, new)
+        assert p.loss_notes("upgrade") == {"zakaz.t": f"rows already past TTL {new} are deleted"}
+    # Removed, or as long in another unit: nothing more expires.
+    for old, new in (("d + toIntervalYear(1)", ""), ("d + toIntervalDay(28)", "d + toIntervalMonth(1)")):
+        assert plan(changed(BASE, "zakaz.t", ttl=old), changed(BASE, "zakaz.t", ttl=new)).upgrade_loses == []
+    # A rebuild that brings a TTL in declares it too.
+    rebuilt = changed(BASE, "zakaz.t", order_by="d, id", ttl="d + toIntervalYear(1)")
+    assert plan(BASE, rebuilt, allow_loss=True).upgrade_loses == ["zakaz.t"]
 
 
 def test_a_ttl_goes_before_the_column_it_reads_and_comes_after_a_new_one():
@@ -158,7 +180,8 @@ def test_a_ttl_goes_before_the_column_it_reads_and_comes_after_a_new_one():
     with_ttl = changed(unkeyed, "zakaz.t", ttl="d + toIntervalYear(1)")
     # A TTL over a new column comes after the column.
     over_new = changed(unkeyed, "zakaz.t", columns=cols + columns("ts DateTime"), ttl="ts + toIntervalYear(1)")
-    assert [c.op for c in calls(plan(unkeyed, over_new).upgrade)] == ["add_column_if_not_exists", "modify_ttl"]
+    assert [c.op for c in calls(plan(unkeyed, over_new, allow_loss=True).upgrade)] == [
+        "add_column_if_not_exists", "modify_ttl"]
     # A TTL removed goes before the column it read is dropped; back, the column comes first.
     p = plan(with_ttl, changed(unkeyed, "zakaz.t", columns=(cols[0],) + cols[2:]), allow_loss=True)
     assert [c.op for c in calls(p.upgrade)] == ["remove_ttl", "drop_column_if_exists"]
@@ -269,6 +292,31 @@ def test_a_changed_view_recreates_its_readers_in_both_directions():
                         ("zakaz.b_reader", "SELECT id FROM zakaz.z_base")]
 
 
+def test_only_views_reading_a_changed_column_are_recreated():
+    """A column added (and dropped by the way back) changes nothing for a view that does not read it."""
+    added = changed(VIEWED, "zakaz.t", columns=BASE["zakaz.t"].columns + columns("note String"))
+    p = plan(VIEWED, added, current_queries=QUERIES)
+    assert [named(c) for c in calls(p.upgrade)] == ["add_column_if_not_exists zakaz.t"]
+    assert [named(c) for c in calls(p.downgrade)] == ["drop_column_if_exists zakaz.t"]
+    # Retyping a column one view reads recreates that view and the view reading it, not the others.
+    reads_d = {**QUERIES, "zakaz.z_base": "SELECT id, d FROM zakaz.t"}
+    retyped = changed(VIEWED, "zakaz.t", columns=columns("id UInt32", "d Date32", "s String DEFAULT 'x'",
+                                                          "n Nullable(UInt8)"))
+    p = plan(VIEWED, retyped, current_queries=reads_d)
+    assert [c.args[0] for c in calls(p.upgrade) if c.op == "create_view"] == ["zakaz.z_base", "zakaz.b_reader"]
+    assert p.changes[1] == "recreate view zakaz.z_base (it reads zakaz.t.d, which changed)"
+    # SELECT * reads every column; count(*) reads none.
+    for query, recreated in (("SELECT * FROM zakaz.t", True), ("SELECT t.* FROM zakaz.t AS t", True),
+                             ("SELECT id, count(*) AS d FROM zakaz.t GROUP BY id", False)):
+        p = plan(VIEWED, added, current_queries={**QUERIES, "zakaz.z_base": query})
+        assert ("create_view" in [c.op for c in calls(p.downgrade)]) is recreated, query
+    # What ClickHouse's analyzer says a view reads (app.dependencies) wins over its text.
+    p = plan(VIEWED, retyped, current_queries=reads_d, view_reads={"zakaz.z_base": {"zakaz.t": {"id"}}})
+    assert [c.op for c in calls(p.upgrade)] == ["rebuild_table"]  # d is in the partition key
+    p = plan(VIEWED, added, current_queries=QUERIES, view_reads={"zakaz.z_base": {"zakaz.t": None}})
+    assert [c.args[0] for c in calls(p.downgrade) if c.op == "create_view"] == ["zakaz.z_base", "zakaz.b_reader"]
+
+
 def test_a_view_whose_select_is_unknown_is_refused():
     with pytest.raises(PlanRefused, match=r"^zakaz\.b_reader: its SELECT is not known"):
         plan(BASE, VIEWED, desired_queries={"zakaz.z_base": QUERIES["zakaz.z_base"]})
@@ -284,27 +332,106 @@ def test_view_security_alone():
                                        (("definer", "zakaz_view_definer"),))]
 
 
-def test_materialized_view_with_rows_is_not_recreated_unless_allowed():
-    mv = {o.name: o for o in parse_views("zakaz.mv SummingMergeTree ORDER BY (d): d, n", MATERIALIZED_VIEW)}
-    old = {**BASE, **mv}
-    queries = {"zakaz.mv": "SELECT d, count() AS n FROM zakaz.t GROUP BY d"}
+MV = {o.name: o for o in parse_views("zakaz.mv SummingMergeTree ORDER BY (d): d, n", MATERIALIZED_VIEW)}
+MV_QUERIES = {"zakaz.mv": "SELECT d, count() AS n FROM zakaz.t GROUP BY d"}
+
+
+def test_a_changed_materialized_view_is_rebuilt_keeping_its_rows():
+    old = {**BASE, **MV}
     new_queries = {"zakaz.mv": "SELECT d, countIf(id > 0) AS n FROM zakaz.t GROUP BY d"}
+    p = plan(old, old, current_queries=MV_QUERIES, desired_queries=new_queries)
+    assert calls(p.upgrade) == [Call("rebuild_materialized_view", ("zakaz.mv", new_queries["zakaz.mv"]), (
+        ("engine", "SummingMergeTree"), ("order_by", "(d)"), ("copy", "d, n")))]
+    assert p.changes == ["rebuild materialized view zakaz.mv (its SELECT changed), keeping its rows"]
+    assert p.upgrade_loses == [] and p.downgrade_loses == []
+    # A stored column that goes is a loss; one that comes is filled with its default.
+    wider = {**old, "zakaz.mv": dataclasses.replace(MV["zakaz.mv"], columns=columns("d", "n", "ids"))}
+    wider_queries = {"zakaz.mv": "SELECT d, count() AS n, uniq(id) AS ids FROM zakaz.t GROUP BY d"}
+    p = plan(old, wider, current_queries=MV_QUERIES, desired_queries=wider_queries)
+    assert dict(calls(p.upgrade)[0].kwargs)["copy"] == "d, n" and p.downgrade_loses == ["zakaz.mv.ids"]
+    assert p.loss_notes() == {"zakaz.mv.ids": "dropped with its values"}
+    with pytest.raises(PlanRefused, match=r"^zakaz\.mv\.ids: rebuilding the materialized view"):
+        plan(wider, old, current_queries=wider_queries, desired_queries=MV_QUERIES)
+    # Nothing in common: the rows cannot be carried over.
+    other = {**old, "zakaz.mv": dataclasses.replace(MV["zakaz.mv"], columns=columns("day", "rows"), order_by="day")}
+    other_queries = {"zakaz.mv": "SELECT d AS day, count() AS rows FROM zakaz.t GROUP BY d"}
     with pytest.raises(PlanRefused, match=r"^zakaz\.mv: recreating the materialized view \(its SELECT changed\)"):
-        plan(old, old, current_queries=queries, desired_queries=new_queries)
-    p = plan(old, old, allow_loss=True, current_queries=queries, desired_queries=new_queries)
+        plan(old, other, current_queries=MV_QUERIES, desired_queries=other_queries)
+    p = plan(old, other, allow_loss=True, current_queries=MV_QUERIES, desired_queries=other_queries)
     assert [c.op for c in calls(p.upgrade)] == ["drop_view", "create_materialized_view"]
     assert p.upgrade_loses == ["zakaz.mv"] and p.downgrade_loses == ["zakaz.mv"]
-    written_to = changed(old, "zakaz.mv", engine="", order_by="")
-    with pytest.raises(PlanRefused, match=r"written TO a table"):
-        plan(BASE, written_to, desired_queries=queries)
+
+
+def test_a_materialized_view_over_a_retyped_column_is_rebuilt():
+    """Its stored column has the type its SELECT gave it: left alone, a widened value is cut on insert."""
+    summed = {**BASE, **{o.name: o for o in parse_views("zakaz.mv SummingMergeTree ORDER BY (d): d, total",
+                                                        MATERIALIZED_VIEW)}}
+    queries = {"zakaz.mv": "SELECT d, sum(n) AS total FROM zakaz.t GROUP BY d"}
+    retyped = changed(summed, "zakaz.t", columns=columns("id UInt32", "d Date", "s String DEFAULT 'x'",
+                                                          "n Nullable(UInt16)"))
+    p = plan(summed, retyped, current_queries=queries)
+    assert [c.op for c in calls(p.upgrade)] == ["modify_column", "rebuild_materialized_view"]
+    assert p.changes[1] == "rebuild materialized view zakaz.mv (it reads zakaz.t.n, which changed), keeping its rows"
+    assert [c.op for c in calls(p.downgrade)] == ["modify_column", "rebuild_materialized_view"]
+    # One that reads other columns is left alone, and so is one over a column that is only added.
+    counted = {**summed, "zakaz.mv": dataclasses.replace(summed["zakaz.mv"])}
+    counting = {"zakaz.mv": "SELECT d, count() AS total FROM zakaz.t GROUP BY d"}
+    assert [c.op for c in calls(plan(counted, retyped, current_queries=counting).upgrade)] == ["modify_column"]
+
+
+TO = {**BASE, **{o.name: o for o in parse_tables("""
+zakaz.t_daily  SummingMergeTree ORDER BY (d)
+    d      Date
+    n      UInt64
+""") + parse_views("zakaz.mv_to: d, n", MATERIALIZED_VIEW)}}
+TO_QUERIES = {"zakaz.mv_to": "SELECT d, count() AS n FROM zakaz.t GROUP BY d"}
+
+
+def test_a_materialized_view_written_to_a_table_changes_in_place():
+    """Its rows are the table's: a new SELECT is MODIFY QUERY, nothing is lost either way."""
+    p = plan(BASE, TO, desired_queries=TO_QUERIES, desired_targets={"zakaz.mv_to": "zakaz.t_daily"})
+    create = next(c for c in calls(p.upgrade) if c.op == "create_materialized_view")
+    assert create == Call("create_materialized_view", ("zakaz.mv_to", TO_QUERIES["zakaz.mv_to"]),
+                          (("to", "zakaz.t_daily"),))
+    assert p.downgrade_loses == ["zakaz.t_daily"]  # the table's rows, not the view's
+    new_queries = {"zakaz.mv_to": "SELECT d, countIf(id > 0) AS n FROM zakaz.t GROUP BY d"}
+    targets = {"zakaz.mv_to": "zakaz.t_daily"}
+    p = plan(TO, TO, current_queries=TO_QUERIES, desired_queries=new_queries, current_targets=targets)
+    assert calls(p.upgrade) == [Call("modify_query", ("zakaz.mv_to", new_queries["zakaz.mv_to"]))]
+    assert calls(p.downgrade) == [Call("modify_query", ("zakaz.mv_to", TO_QUERIES["zakaz.mv_to"]))]
+    assert p.upgrade_loses == [] and p.downgrade_loses == []
+    # A column it reads retyped: the same SELECT again gives the view its new column types.
+    retyped = changed(TO, "zakaz.t", columns=columns("id UInt32", "d Date32", "s String DEFAULT 'x'",
+                                                      "n Nullable(UInt8)"), partition_by="")
+    p = plan(changed(TO, "zakaz.t", partition_by=""), retyped, current_queries=TO_QUERIES, current_targets=targets)
+    assert calls(p.upgrade)[1:] == [Call("modify_query", ("zakaz.mv_to", TO_QUERIES["zakaz.mv_to"]))]
+    # Another table to write to: dropped and created again, its rows stay where they were written.
+    moved = {**TO, "zakaz.t_daily2": dataclasses.replace(TO["zakaz.t_daily"], name="zakaz.t_daily2")}
+    p = plan(moved, moved, current_queries=TO_QUERIES, current_targets=targets,
+             desired_targets={"zakaz.mv_to": "zakaz.t_daily2"})
+    assert [(c.op, dict(c.kwargs).get("to")) for c in calls(p.upgrade)] == [
+        ("drop_view", None), ("create_materialized_view", "zakaz.t_daily2")]
+    assert p.upgrade_loses == []
+    with pytest.raises(PlanRefused, match=r"^zakaz\.mv_to: the table this materialized view is written TO is not"):
+        plan(BASE, TO, desired_queries=TO_QUERIES)
+    with pytest.raises(PlanRefused, match=r"^zakaz\.mv: a materialized view cannot move between"):
+        plan({**BASE, **MV, "zakaz.t_daily": TO["zakaz.t_daily"]},
+             {**TO, "zakaz.mv": dataclasses.replace(TO["zakaz.mv_to"], name="zakaz.mv")},
+             current_queries=MV_QUERIES, desired_targets={"zakaz.mv": "zakaz.t_daily"})
+
+
+def test_materialized_view_storage():
+    old = {**BASE, **MV}
     # Its own PRIMARY KEY is a storage change no operation makes.
     keyed = changed(old, "zakaz.mv", order_by="d, n", primary_key="d")
     with pytest.raises(PlanRefused, match=r"^zakaz\.mv: no operation creates a materialized view whose PRIMARY KEY"):
-        plan(old, keyed, allow_loss=True, current_queries=queries)
-    # A table it reads changing does not recreate it (its rows stay).
-    retyped = changed(old, "zakaz.t", columns=columns("id UInt32", "d Date", "s String DEFAULT 'x'",
-                                                       "n Nullable(UInt16)"))
-    assert [c.op for c in calls(plan(old, retyped, current_queries=queries).upgrade)] == ["modify_column"]
+        plan(old, keyed, allow_loss=True, current_queries=MV_QUERIES)
+    p = plan(old, changed(old, "zakaz.mv", engine="MergeTree"), current_queries=MV_QUERIES)
+    assert p.changes == ["rebuild materialized view zakaz.mv (its storage changed), keeping its rows"]
+    # A table it reads changing (a column it does not read) does not rebuild it.
+    widened = changed(old, "zakaz.t", columns=columns("id UInt32", "d Date", "s LowCardinality(String) DEFAULT 'x'",
+                                                       "n Nullable(UInt8)"))
+    assert [c.op for c in calls(plan(old, widened, current_queries=MV_QUERIES).upgrade)] == ["modify_column"]
 
 
 def test_rendered_revision_reads_like_a_hand_written_one():

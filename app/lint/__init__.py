@@ -28,6 +28,9 @@ Rules (E error, W warning); a finding names its rule, revision, line and what is
   every old value (MODIFY COLUMN UInt64 -> UInt32, String -> FixedString, ...), undeclared.
 * ``destructive-recreate`` (E): a table is replaced by a new one (engine or
   ORDER BY change, or DROP + CREATE) without copying its rows, undeclared.
+* ``destructive-ttl`` (E): a table's TTL is added or tightened (anything but the
+  same ``expr + INTERVAL`` with a period at least as long): ClickHouse deletes
+  the rows already past it at once, undeclared.
 * ``loss-declaration`` (W): ``*_LOSES`` names something the step does not drop.
 * ``create-if-not-exists`` (W): CREATE without IF NOT EXISTS / OR REPLACE (or ADD
   COLUMN without IF NOT EXISTS): a re-run after a half-applied revision fails.

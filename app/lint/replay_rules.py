@@ -10,6 +10,8 @@ from app.dependencies import query_sources
 from app.lint.revisions import Revision
 from app.lint.statements import ALTER, Statement, copies, deleted_rows_of, full_name
 from app.losses import DOWNGRADE, UPGRADE
+from app.operations.definitions import RebuildTable
+from app.operations.materialized import ModifyQuery
 from app.schema import TABLE, VIEW
 from app.schema_diff import Difference, diff_databases, diff_objects
 from app.snapshot import SYSTEM_DATABASES, Snapshot, take_snapshot
@@ -260,6 +262,10 @@ class ReplayRules:
         """``view-column-change``: a column a view reads is dropped or retyped, and the view is not recreated."""
         recreated = {c[1] for st in rev.statements.get(UPGRADE, [])
                      if (c := st.creates(self.url_db)) and c[0] in ("VIEW", "MATERIALIZED VIEW")}
+        # A view rebuilt under another name and swapped in, or given a new
+        # query in place, is analysed afresh too.
+        recreated |= {full_name(o.name, self.url_db) for o in rev.operations.get(UPGRADE, [])
+                      if isinstance(o, (RebuildTable, ModifyQuery))}
         for view, sources in sorted(readers.items()):
             if view in recreated or view not in after.schema:
                 continue

@@ -21,6 +21,7 @@ RULES: dict[str, str] = {
     "destructive-drop": ERROR,
     "destructive-narrowing": ERROR,
     "destructive-recreate": ERROR,
+    "destructive-ttl": ERROR,
     "loss-declaration": WARNING,
     "create-if-not-exists": WARNING,
     "drop-if-exists": WARNING,

@@ -10,7 +10,8 @@ op`` and ``op.create_view(...)``, ``op.rebuild_table(...)``.
   what each operation is;
 * ``implementations``: how each runs through the ClickHouse implementation
   (guards, announcements, embedded-engine skips);
-* ``rebuild``: the two that move rows.
+* ``rebuild``: the two that move rows;
+* ``materialized``: a materialized view's SELECT or storage changed, its rows kept.
 
 The plain functions below are what revisions imported before the operations
 were alembic's; revisions written that way (tests', bench's) still run.  New
@@ -21,6 +22,7 @@ from __future__ import annotations
 from alembic import op
 
 from app.operations import implementations  # noqa: F401 - registers the implementations
+from app.operations import materialized  # noqa: F401 - registers the materialized view rebuild and MODIFY QUERY
 from app.operations.definitions import ClickHouseOperation  # noqa: F401 - what impl.operations holds
 
 

@@ -240,18 +240,20 @@ class DropView(ClickHouseOperation):
 class CreateMaterializedView(ClickHouseOperation):
     name: str
     select: str
-    engine: str
-    order_by: str
+    engine: str | None = None
+    order_by: str | None = None
     partition_by: str | None = None
+    to: str | None = None
 
     @classmethod
-    def create_materialized_view(cls, operations, name: str, select: str, *, engine: str, order_by: str,
-                                 partition_by: str | None = None) -> None:
-        """A materialized view with its own (inner) storage."""
-        return operations.invoke(cls(name, select, engine, order_by, partition_by))
+    def create_materialized_view(cls, operations, name: str, select: str, *, engine: str | None = None,
+                                 order_by: str | None = None, partition_by: str | None = None,
+                                 to: str | None = None) -> None:
+        """A materialized view with its own (inner) storage, or (``to``) written into an existing table."""
+        return operations.invoke(cls(name, select, engine, order_by, partition_by, to))
 
     def describe(self) -> str:
-        return f"create materialized view {self.name} ({self.engine})"
+        return f"create materialized view {self.name} ({f'TO {self.to}' if self.to else self.engine})"
 
 
 @Operations.register_operation("set_view_security")

@@ -123,6 +123,9 @@ def drop_view(op: d.DropView, at: Placement) -> str:
 
 
 def create_materialized_view(op: d.CreateMaterializedView, at: Placement) -> str:
+    if op.to:
+        return (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {op.name}{at.on_cluster(op.name)} TO {op.to}\n"
+                f"AS\n{op.select.strip()}")
     sql = (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {op.name}{at.on_cluster(op.name)}\n"
            f"ENGINE = {at.engine(op.engine, op.name)}")
     if op.partition_by:

@@ -7,6 +7,12 @@ the fewest words: the whole definition when the type or DEFAULT changes
 (which carries CODEC and COMMENT), else ``CODEC(...)`` or ``COMMENT '...'``
 alone.  A table TTL is set with MODIFY TTL and removed with REMOVE TTL; a key
 change rebuilds the table and carries its TTL along instead.
+
+MODIFY TTL runs with the server's ``materialize_ttl_after_modify = 1``: the
+rows the new TTL has already expired are deleted right away (a rebuilt
+table's, by its merges).  ``app.types.ttl_keeps_rows`` tells a TTL that deletes nothing
+the old one kept (removed, or the same expression with a period at least as
+long) from one that may: a TTL added or tightened is a loss.
 """
 from __future__ import annotations
 
@@ -47,3 +53,5 @@ def ttl_calls(new: DbObject) -> tuple[str, Call]:
     if not new.ttl:
         return f"remove the TTL of {new.name}", _call("remove_ttl", new.name)
     return f"set TTL of {new.name} to {new.ttl}", _call("modify_ttl", new.name, new.ttl)
+
+

@@ -51,6 +51,13 @@ class Step:
     describe: str
     calls: tuple[Call, ...]
     loses: tuple[str, ...] = ()  # "db.table" or "db.table.column"
+    # How each of ``loses`` is lost, in the words of a docstring ("dropped with its rows"); may be shorter.
+    how: tuple[str, ...] = ()
+
+    def losses(self) -> dict[str, str]:
+        """Each target of ``loses`` and how it is lost."""
+        how = self.how + ("dropped with its data",) * (len(self.loses) - len(self.how))
+        return dict(zip(self.loses, how))
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,14 @@ class Plan:
     @property
     def downgrade_loses(self) -> list[str]:
         return _unique(t for s in self.downgrade for t in s.loses)
+
+    def loss_notes(self, direction: str = "downgrade") -> dict[str, str]:
+        """Each target the ``direction`` ("upgrade", "downgrade") loses, and how."""
+        out: dict[str, str] = {}
+        for step in self.upgrade if direction == "upgrade" else self.downgrade:
+            for target, how in step.losses().items():
+                out.setdefault(target, how)
+        return out
 
 
 
@@ -115,6 +130,23 @@ def key_columns(obj: DbObject) -> set[str]:
 def reads(query: str, names) -> set[str]:
     """The objects of ``names`` a SELECT mentions as ``db.name``."""
     return {f"{a}.{b}" for a, b in _QUALIFIED.findall(_code(query))} & set(names)
+
+
+# ``SELECT *``, ``t.*``, ``COLUMNS('re')``: every column, whatever names the text holds (``count(*)`` reads none).
+_EVERY_COLUMN = re.compile(r"(?:\bSELECT\s+(?:DISTINCT\s+)?|,\s*|\.)\*|\bCOLUMNS\s*\(", re.I)
+
+
+def columns_read(query: str, columns) -> set[str] | None:
+    """The ``columns`` a SELECT may read, over-inclusive (names in its text); None: all of them.
+
+    A stand-in for ClickHouse's analyzer (app.dependencies) where no database
+    is at hand: a name in the text may be an alias or another table's column,
+    which only makes a view count as a reader when it is not one.
+    """
+    code = _code(query)
+    if _EVERY_COLUMN.search(code):
+        return None
+    return identifiers(code) & set(columns)
 
 
 def _same_text(a: str, b: str) -> bool:
