@@ -21,21 +21,10 @@ from types import SimpleNamespace
 import click
 
 from app import cli_output as out
-from app import fastpath, progress
 from app import users as app_users
-from app.cli_errors import check_message, check_revision_range, handle, repair_mark
+from app.cli_errors import ZakazGroup, check_message, check_revision_range, confirm_stamp, repair_mark
 from app.config import mask_url, resolve_url
 from app.errors import EXIT_CHECK, CheckFailed, UsageError
-
-
-class ZakazGroup(click.Group):
-    """The group whose ``invoke`` is the one place a failure becomes one line and an exit code."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except (Exception, KeyboardInterrupt) as exc:  # classified by app.cli_errors; unknown: "unexpected"
-            handle(exc, command=ctx.invoked_subcommand or "", debug=bool(ctx.obj and ctx.obj.get("debug")))
 
 
 # No click envvar for --url and --cluster: ZAKAZ_DATABASE_URL and ZAKAZ_CLUSTER
@@ -107,9 +96,9 @@ def _summary(steps: list, url: str, seconds: float, as_json: bool, warnings: lis
 @cluster_option
 def upgrade(revision, url, as_json, resume, lock_wait, strict, allow_data_loss, cluster):
     """Upgrade the database to REVISION (default: head)."""
+    from app import fastpath  # imports app.canonical: a mistake there is this command's error, not --help's
+
     url = resolve_url(url)
-    # Long copies: JSON lines on stderr with --json, else a bar on a terminal (app.progress).
-    click.get_current_context().call_on_close(progress.configure(as_json=as_json))
     if not as_json:
         out.echo(f"Upgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
@@ -146,7 +135,6 @@ def downgrade(revision, url, as_json, allow_data_loss, resume, strict, cluster):
     from app import commands  # alembic (see the module docstring)
 
     url = resolve_url(url)
-    click.get_current_context().call_on_close(progress.configure(as_json=as_json))
     if not as_json:
         out.echo(f"Downgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
@@ -164,21 +152,14 @@ def downgrade(revision, url, as_json, allow_data_loss, resume, strict, cluster):
               help="Record exactly REVISION whatever the ledger's heads are (e.g. a head this checkout does not have).")
 @cluster_option
 @click.option("--yes", is_flag=True,
-              help="Confirm a stamp that records applied revisions as not applied while the warehouse holds objects.")
+              help="Confirm --purge, or a stamp that records applied revisions as not applied while the "
+                   "warehouse holds objects.")
 def stamp(revision, url, purge, cluster, yes):
     """Record REVISION in the ledger without running it."""
     from app import commands  # alembic (see the module docstring)
 
     if not yes:
-        # Nothing is dropped, but a later upgrade would re-run those revisions
-        # over what they built, and a downgrade would leave it in place.
-        forgotten, objects = commands.stamp_would_forget(url, revision)
-        if forgotten and objects:
-            raise UsageError(
-                f"stamping {revision} records the database as no longer at {', '.join(forgotten)} while "
-                f"zakaz, meta and bi hold {objects} objects (nothing is dropped; a later upgrade re-runs "
-                "the revisions in between over them); add --yes if that is what you mean"
-            )
+        confirm_stamp(revision, purge, *commands.stamp_would_forget(url, revision))
     commands.stamp(url, revision, purge=purge, cluster=cluster)
     out.echo(f"Stamped {revision}")
 
@@ -189,6 +170,8 @@ def stamp(revision, url, purge, cluster, yes):
 @click.option("--strict", is_flag=True, help="Exit 1 when an applied revision file has changed.")
 def status(url, as_json, strict):
     """Current heads, pending revisions, failed steps, skipped statements."""
+    from app import fastpath  # see upgrade
+
     url = resolve_url(url)
     try:
         # At head with nothing to report: one query, no alembic (app/fastpath.py).
@@ -322,7 +305,8 @@ def users_apply(url, names, dry_run, cluster):
 
 @main.command()
 @click.option("--from", "from_rev", default=None,
-              help="First revision to drill (default: the first one not applied).")
+              help="First revision to drill (default: the first revision, on the scratch database; "
+                   "with --url, the first one not applied there).")
 @click.option("--to", "to_rev", default=None, help="Last revision to drill (default: head).")
 @click.option("--with-data", is_flag=True,
               help="Load sample rows and check every table's rows survive each up/down/up.")

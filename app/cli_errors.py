@@ -1,4 +1,4 @@
-"""Every failure of a command as one line and its exit code: the CLI's one handler.
+"""Every failure of a command as one line and its exit code: the CLI's one handler (``ZakazGroup``).
 
 A ``ZakazError`` carries its exit code.  A few failures are not ours
 (alembic's ``CommandError``, a ``SyntaxError`` in a revision file), and a few
@@ -12,15 +12,22 @@ never have been raised, so classes are looked up in ``sys.modules`` and
 from __future__ import annotations
 
 import errno
+import json
 import re
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
+from app import progress
 from app.config import mask_text
 from app.errors import EXIT_CHECK, EXIT_USAGE, UsageError, ZakazError
 from app.sql import one_line
+
+# The canonical schema is Python parsed on import, and most commands import
+# it: a mistake in it is one line naming it, whichever command met it first.
+CANONICAL_FILE = Path(__file__).resolve().with_name("canonical.py")
 
 # Exceptions of modules that do not derive them from ZakazError (yet), most
 # specific first: (module, class name) -> exit code.  An entry does no harm
@@ -31,11 +38,42 @@ _NOT_YET_ZAKAZ_ERRORS = (
 
 
 class Failure(click.ClickException):
-    """What click prints as ``Error: <message>`` and exits with ``exit_code``."""
+    """What click prints as ``Error: <message>`` and exits with ``exit_code``.
 
-    def __init__(self, message: str, exit_code: int):
+    ``as_json`` (the command was given --json): one JSON object line on
+    stderr instead, ``{"error": ..., "exit_code": ...}``, so a script reading
+    JSON reads its failures the same way.
+    """
+
+    def __init__(self, message: str, exit_code: int, as_json: bool = False):
         super().__init__(message)
         self.exit_code = exit_code
+        self.as_json = as_json
+
+    def show(self, file=None) -> None:
+        if not self.as_json:
+            return super().show(file)
+        click.echo(json.dumps({"error": self.format_message(), "exit_code": self.exit_code}), err=True)
+
+
+class ZakazGroup(click.Group):
+    """The group whose ``invoke`` is the one place a failure becomes one line and an exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta.setdefault("zakaz_json", "--json" in args)  # errors too are JSON then, even a bad option's
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        # Long copies and slow statements (app.progress, app.waiting) of every command, drill and smoke
+        # included: JSON lines on stderr with --json, else a bar / lines on a terminal.
+        restore = progress.configure(as_json=ctx.meta.get("zakaz_json", False))
+        try:
+            return super().invoke(ctx)
+        except (Exception, KeyboardInterrupt) as exc:  # classified below; unknown: "unexpected"
+            handle(exc, command=ctx.invoked_subcommand or "", debug=bool(ctx.obj and ctx.obj.get("debug")),
+                   as_json=ctx.meta.get("zakaz_json", False))
+        finally:
+            restore()
 
 
 def _loaded(module: str, name: str) -> type | None:
@@ -59,16 +97,41 @@ def classify(exc: BaseException, command: str = "") -> Failure:
     revision_error = _loaded("alembic.script.revision", "RevisionError")
     if revision_error is not None and isinstance(exc, revision_error):
         return Failure(explain_alembic(exc, command), EXIT_USAGE)
+    canonical = canonical_failure(exc)
+    if canonical is not None:
+        return Failure(canonical, EXIT_USAGE)
     if isinstance(exc, SyntaxError):
         return Failure(f"revision file {exc.filename} has a syntax error at line {exc.lineno}: {exc.msg}",
                        EXIT_USAGE)
     return Failure(f"unexpected error: {one_line(exc)} (run with --debug for the traceback)", EXIT_CHECK)
 
 
-def handle(exc: BaseException, *, command: str, debug: bool) -> None:
-    """Re-raise ``exc`` as click expects it: one line with the documented exit code."""
+def canonical_failure(exc: BaseException) -> str | None:
+    """The line for an error raised while app/canonical.py was imported (it did not load), else None."""
+    if "app.canonical" in sys.modules:
+        return None  # it loaded: the error is somebody else's
+    where = None
+    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve() == CANONICAL_FILE:
+        where, what = exc.lineno, exc.msg
+    else:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if Path(f.filename).resolve() == CANONICAL_FILE]
+        if frames:
+            where, what = frames[-1].lineno, one_line(exc) or type(exc).__name__
+    if where is None:
+        return None
+    return (f"the canonical schema (app/canonical.py) does not load: {what} at line {where}; "
+            "nothing was changed. Fix the file (--debug shows the traceback)")
+
+
+def handle(exc: BaseException, *, command: str, debug: bool, as_json: bool = False) -> None:
+    """Re-raise ``exc`` as click expects it: one line with the documented exit code (a JSON line with --json)."""
     if isinstance(exc, KeyboardInterrupt):
-        raise interrupted(command) from None
+        failure = interrupted(command)
+        failure.as_json = as_json
+        raise failure from None
+    if as_json and isinstance(exc, click.ClickException) and not isinstance(exc, Failure):
+        raise Failure(exc.format_message(), exc.exit_code, as_json=True) from None  # click's usage errors
     if isinstance(exc, (click.ClickException, click.exceptions.Exit, click.Abort)):
         raise exc
     if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
@@ -76,7 +139,9 @@ def handle(exc: BaseException, *, command: str, debug: bool) -> None:
     if debug:
         # A traceback quotes URLs and connect arguments: masked like every other line.
         click.echo(mask_text("".join(traceback.format_exception(exc))), err=True, nl=False)
-    raise classify(exc, command) from None
+    failure = classify(exc, command)
+    failure.as_json = as_json
+    raise failure from None
 
 
 def check_revision_range(revision_range: str) -> None:
@@ -92,6 +157,32 @@ def check_message(message: str) -> None:
     if not message.strip():
         raise UsageError('the message is empty: say what the revision changes, e.g. '
                          'zakaz-schema new "add zakaz.fact_refunds"')
+
+
+def confirm(question: str, refusal: str) -> None:
+    """A destructive step asks on a terminal; elsewhere (a script, CI) it is refused: ``refusal`` says to add --yes."""
+    if sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty():
+        if click.confirm(question, default=False, err=True):
+            return
+        raise UsageError("not confirmed; nothing was changed")
+    raise UsageError(refusal)
+
+
+def confirm_stamp(revision: str, purge: bool, forgotten: list[str], objects: int) -> None:
+    """``stamp`` without --yes: ``forgotten``, the ledger heads it records as not applied; ``objects``,
+    the objects the warehouse holds."""
+    if purge:  # the version record is replaced, whatever it held
+        replaced = f"in place of {', '.join(forgotten)}" if forgotten else "whatever the ledger's heads are"
+        what = f"stamp {revision} --purge records {revision} as the database's only version, {replaced}"
+        confirm(f"{what}. Continue?", f"{what}; add --yes if that is what you mean (nothing was changed)")
+    elif forgotten and objects:
+        # Nothing is dropped, but a later upgrade would re-run those revisions
+        # over what they built, and a downgrade would leave it in place.
+        raise UsageError(
+            f"stamping {revision} records the database as no longer at {', '.join(forgotten)} while "
+            f"zakaz, meta and bi hold {objects} objects (nothing is dropped; a later upgrade re-runs "
+            "the revisions in between over them); add --yes if that is what you mean"
+        )
 
 
 def repair_mark(applied: bool, reverted: bool) -> str:

@@ -10,6 +10,7 @@ import click
 
 from app import cli_output as out
 from app.config import mask_url, resolve_url
+from app.errors import UsageError
 
 _head_option = click.option(
     "--head", "at_head", is_flag=True,
@@ -24,7 +25,8 @@ _url_option = click.option(
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True,
               help="Mermaid (renders on GitHub) or Graphviz DOT.")
 @click.option("--revisions", is_flag=True,
-              help="The revision graph (branches, merges, each revision's doc, where the database is) instead.")
+              help="The revision graph (branches, merges, each revision's doc, where the database is) instead; "
+                   "with --head, from the files alone (no database read, no marker).")
 def graph(url, at_head, fmt, revisions):
     """Draw the warehouse's objects and what reads what (tables -> views -> views, DataLens)."""
     from app import graph as drawing  # chDB, SQLAlchemy (see the module docstring)
@@ -34,7 +36,11 @@ def graph(url, at_head, fmt, revisions):
         if not at_head:
             from app import commands  # alembic
 
-            heads = commands.status(url).heads
+            try:
+                heads = commands.status(url).heads
+            except UsageError as exc:  # unreachable, or not ours to read: the files alone still draw
+                raise UsageError(f"{exc} (or add --head: the revision graph from the files alone, "
+                                 "with no marker of where the database is)") from exc
         out.echo(drawing.revision_graph(live_heads=heads, fmt=fmt), nl=False)
         return
     deps = drawing.head_dependencies() if at_head else drawing.live_dependencies(url)

@@ -105,6 +105,9 @@ def print_status(st) -> None:
         echo(f"skipped:   {s['revision']}: {len(s['statements'])} access statement(s) not run (embedded engine)")
     for c in st.changed_files:
         echo(f"WARNING:   {c['revision']}: {c['problem']}")
+    if getattr(st, "canonical_ahead", None):
+        echo("AHEAD:     the canonical schema (app/canonical.py) is ahead of the chain: "
+             "run `zakaz-schema new --autogenerate`")
 
 
 def print_history(rows: list[dict]) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from alembic import command as alembic_command
 from alembic.script import ScriptDirectory
 
+from app import canonical_verdict
 from app import cluster as cluster_mode
 from app import fastpath
 from app import ledger
@@ -22,6 +24,7 @@ from app.canonical import CANONICAL, MANAGED_DATABASES, VIEW_DEFINER
 from app.chain import alembic_config, script_directory, short_doc
 from app.config import is_embedded, mask_url, resolve_url
 from app.engine import connect
+from app.errors import UsageError
 from app.lock import deploy_lock
 from app.runtime import prepare_cluster
 from app.schema import TABLE
@@ -33,8 +36,8 @@ from app.verify import Finding, compare_schema
 from app.versions import changed_files, resume_command, version_of
 
 # Names the CLI, the operator tools, bench and the tests reach through this module.
-from app.revision_autogenerate import canonical_ahead
-from app.revision_files import new_revision  # noqa: F401
+from app.revision_autogenerate import canonical_ahead, chain_behind_canonical
+from app.revision_files import CanonicalInvalid, new_revision  # noqa: F401
 from app.versions import RepairMismatch, RevisionRefused  # noqa: F401
 
 
@@ -46,10 +49,36 @@ def upgrade(url: str | None = None, target: str = "head", *, resume: bool = Fals
     """``cluster``: run in cluster mode on that remote_servers cluster (app.cluster);
     None leaves it to ZAKAZ_CLUSTER."""
     steps: list[StepEvent] = []
+    if not isinstance(extra.get("outcome"), dict):
+        extra["outcome"] = {}
     cfg = alembic_config(url, resume=resume, reporter=_collect(steps, reporter),
                          **_cluster_attribute(cluster), **extra)
     alembic_command.upgrade(cfg, target)
+    if not steps and "heads" in extra["outcome"]:
+        _refuse_going_down(cfg, target, extra["outcome"]["heads"])
     return steps
+
+
+def _refuse_going_down(cfg, target: str, heads: list[str]) -> None:
+    """An upgrade to a revision below the database's heads: alembic does nothing and says nothing.
+
+    "Nothing to do" would read as "the database is at TARGET"; it is not.
+    """
+    if target in ("head", "heads", "base") or any(c in target for c in ":@+-"):
+        return
+    script = script_directory(cfg)
+    try:
+        wanted = script.get_revision(target)
+    except Exception:  # alembic resolved it for the run; an odd form is not ours to judge
+        return
+    if wanted is None or wanted.revision in heads:
+        return
+    if any(_is_ancestor(script, wanted.revision, head) for head in heads):
+        raise UsageError(
+            f"the database is at {', '.join(heads)}, ahead of {wanted.revision}: an upgrade does not go "
+            f"down, nothing was changed; to go back to {wanted.revision} run "
+            f"`zakaz-schema downgrade {wanted.revision}`"
+        )
 
 
 def downgrade(url: str | None, target: str, *, allow_data_loss: bool = False, resume: bool = False,
@@ -147,6 +176,9 @@ class Status:
     version_problem: str | None = None
     # The command that resumes ``problem`` (its direction decides which).
     resume: str | None = None
+    # app/canonical.py is ahead of the chain's head (a revision to write with
+    # `new --autogenerate`); None when not known (app.canonical_verdict).
+    canonical_ahead: bool | None = None
 
     def to_dict(self) -> dict:
         return self.__dict__ | {"problem": _jsonable(self.problem)}
@@ -181,6 +213,12 @@ def status(url: str | None = None) -> Status:
     ]
     problem = ledger.open_problem(rows)
     fastpath.remember(script)  # the chain's heads for the next status or no-op upgrade
+    ahead = None  # a fresh install pays for no replay (app.canonical_verdict), as the fast path does not
+    if canonical_verdict.kept(Path(script.versions)):
+        try:
+            ahead = chain_behind_canonical()
+        except CanonicalInvalid:
+            pass  # status is about the database: verify and new --autogenerate say what is wrong
     return Status(
         url=mask_url(url),
         engine=driver,
@@ -195,6 +233,7 @@ def status(url: str | None = None) -> Status:
         unmanaged_objects=unmanaged,
         version_problem=version_problem,
         resume=resume_command(script, problem) if problem else None,
+        canonical_ahead=ahead,
     )
 
 

@@ -40,6 +40,7 @@ from app.drill_checks import (
     columns_without, covered, data_differences, dropped_data, schema_differences, summarise, views_to_read,
 )
 from app.engine import connect
+from app.losses import row_count
 from app.errors import UsageError
 from app.fingerprint import VOLATILE, DataProbe
 from app.recorder import StepFailed, declared_loss
@@ -325,7 +326,7 @@ def _drill_one(run: _Run, rev, before: Snapshot, result: RevisionResult) -> Snap
     rows_ok = True
     for name, table, column in dropped_data(after_up, after_down):
         rows = data_up.rows(table) if data_up else None
-        held = f" ({rows} rows)" if rows is not None else ""
+        held = f" ({row_count(rows)})" if rows is not None else ""
         if covered(declared, table, column or None):
             if rows or rows is None:
                 result.declared_losses.append(name + held)

@@ -10,6 +10,7 @@ import re
 
 from app.canonical import MANAGED_DATABASES
 from app.fingerprint import Data, readable_columns
+from app.losses import row_count
 from app.schema import MATERIALIZED_VIEW, TABLE, VIEW
 from app.schema_diff import Difference, diff_databases, diff_schemas
 from app.snapshot import Snapshot
@@ -143,5 +144,5 @@ def columns_without(snap: Snapshot, declared: set[str]) -> dict[str, list[str]]:
 def summarise(losses: list[str]) -> str:
     if len(losses) <= 2:
         return ", ".join(losses)
-    rows = sum(int(m.group(1)) for m in (re.search(r"\((\d+) rows\)", x) for x in losses) if m)
-    return f"{len(losses)} objects" + (f", {rows} rows" if rows else "")
+    rows = sum(int(m.group(1)) for m in (re.search(r"\((\d+) rows?\)", x) for x in losses) if m)
+    return f"{len(losses)} objects" + (f", {row_count(rows)}" if rows else "")

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
-from app import ledger
+from app import canonical_verdict, ledger
 from app.dbapi import _locked_by_other_process, chdb_engine
 from app.engine import lazy_date_lut
 from app.lock import LOCK_TABLE, live_claims_sql
@@ -426,6 +426,10 @@ def check(url: str, *, upgrade: bool, cluster: str | None = None, hold: bool = F
 
 def status(url: str, *, hold: bool = False) -> dict[str, Any] | None:
     """``commands.status(url).to_dict()`` when the fast path can vouch for it, else None."""
+    directory = versions_dir()
+    ahead = canonical_verdict.read(directory, fingerprint(directory))
+    if ahead is None and canonical_verdict.kept(directory):
+        return None  # canonical.py or the chain changed in a developer's checkout: the full status compares
     answer = check(url, upgrade=False, hold=hold)
     if answer is None:
         return None
@@ -443,6 +447,7 @@ def status(url: str, *, hold: bool = False) -> dict[str, Any] | None:
         "unmanaged_objects": 0,
         "version_problem": None,
         "resume": None,
+        "canonical_ahead": ahead,
     }
 
 

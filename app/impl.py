@@ -42,6 +42,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.schema import CreateTable, DropTable, ExecutableDDLElement
 
 from app import cluster as cluster_mode
+from app import waiting
 from app.cluster_rewrite import rewrite
 from app import operations  # noqa: F401 - registers the ClickHouse operations on alembic's Operations
 from app.operations.render import Placement
@@ -151,7 +152,8 @@ class ClickHouseImpl(DefaultImpl):
         if sql is not None and ACCESS_STATEMENT.match(sql) and self.is_embedded and not self.as_sql:
             return self.skip_statement(sql)
         try:
-            result = super()._exec(construct, execution_options, multiparams, params)
+            with waiting.statement(self, construct, sql) as construct:  # says what a slow one waits for
+                result = super()._exec(construct, execution_options, multiparams, params)
         except Exception as exc:
             if (self.cluster is not None and not self.as_sql and sql is not None
                     and cluster_mode.is_distributed_ddl(sql, self.cluster)

@@ -31,6 +31,7 @@ import uuid
 from contextlib import contextmanager
 
 from app import cluster as cluster_mode
+from app import waiting
 from app.errors import UsageError
 from app.sql import quote_literal
 from app.insert_order import next_seq_sql
@@ -109,6 +110,7 @@ def deploy_lock(conn, schema: str, *, wait: float = DEFAULT_WAIT_SECONDS,
     if create_table:
         cluster_mode.run_ddl(conn, lock_ddl(schema, cluster=cluster), cluster)
     deadline = time.monotonic() + wait
+    notice = waiting.DeployLockNotice(schema, wait)  # a wait of more than a few seconds is said
     while True:
         claim_id = str(uuid.uuid4())
         if cluster is not None:
@@ -129,6 +131,7 @@ def deploy_lock(conn, schema: str, *, wait: float = DEFAULT_WAIT_SECONDS,
                 f"another deploy ({holder}) holds the deploy lock on {schema}; waited {wait:g} s. "
                 f"Retry later, raise --lock-wait, or if that deploy died, wait for its lock to expire (ttl {ttl:g} s)"
             )
+        notice.held_by(holder)
         # Jitter: two deploys that tied would otherwise tie again.
         time.sleep(poll * random.uniform(0.5, 1.5))
     try:

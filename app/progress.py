@@ -37,6 +37,7 @@ JSON_INTERVAL = 1.0
 # Nothing is shown for a copy shorter than this: no flicker, no second connection.
 FIRST_REPORT = 1.0
 BAR_CELLS = 20
+TAG = "zakaz_progress_"  # what the poll looks for (app.waiting leaves a copy with progress alone)
 
 _mode: str | None = None  # None: BAR when stderr is a terminal, else OFF
 
@@ -155,8 +156,8 @@ def _poll_sql(tag: str) -> str:
             f"WHERE position(query, concat('{head}', '{tail}')) > 0 LIMIT 1")
 
 
-def _opener(conn: Any) -> Callable[[], tuple[Callable[[str], list], Callable[[], None]]]:
-    """How to open the poller's own connection: (run a query -> rows, close)."""
+def opener(conn: Any) -> Callable[[], tuple[Callable[[str], list], Callable[[], None]]]:
+    """How to open a poller's own connection: (run a query -> rows, close); also app.waiting's."""
     if getattr(conn.dialect, "driver", "") == "chdb":
         path = conn.connection.dbapi_connection.path
         # The package the copy's engine imported (app.dbapi); never imported here.
@@ -230,14 +231,14 @@ def watching(conn: Any, operation: str, table: str, total: int | None = None,
     stream = stream or sys.stderr
     how = mode(stream)
     try:
-        open_connection = _opener(conn) if how != OFF else None
+        open_connection = opener(conn) if how != OFF else None
     except Exception as exc:  # an unusual connection: no progress, the copy runs as ever
         log.debug("progress: cannot poll this connection: %s", exc)
         open_connection = None
     if open_connection is None:
         yield None
         return
-    tag = f"zakaz_progress_{uuid.uuid4().hex}"
+    tag = f"{TAG}{uuid.uuid4().hex}"
     label = f"{operation} {table}"
     lock = threading.Lock()
     drawn = [False]

@@ -179,8 +179,11 @@ def _replay_states(chain, script_location: str | None) -> list[RevisionState]:
 
 
 def revision_states(script_location: str | None = None,
-                    cache_dir: str | os.PathLike | None = None) -> ChainStates:
-    """The schema at every revision of the chain, from the cache or a fresh replay."""
+                    cache_dir: str | os.PathLike | None = None, *, cached_only: bool = False) -> ChainStates | None:
+    """The schema at every revision of the chain, from the cache or a fresh replay.
+
+    ``cached_only``: None instead of a replay when the cache has none.
+    """
     chain = linear_chain(script_directory(alembic_config(None, script_location=script_location)))
     checksum = chain_checksum(chain)
     file_name = f"adopt-{checksum}.json"
@@ -191,6 +194,8 @@ def revision_states(script_location: str | None = None,
                 return _states_from_json(data)
         except (OSError, ValueError, KeyError, TypeError):
             continue
+    if cached_only:
+        return None
     states = ChainStates(checksum, _replay_states(chain, script_location))
     _write_cache(cache_dir, file_name, json.dumps(_states_to_json(states), ensure_ascii=False, sort_keys=True))
     return states

@@ -24,21 +24,23 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from alembic.script import ScriptDirectory
 from alembic.util import msg
 from sqlalchemy import MetaData
 
-from app import alembic_hook, ledger
+from app import alembic_hook, canonical_verdict, ledger
 
 from app.autogenerate import render_revision
 from app.chain import alembic_config, script_directory
 from app.dependencies import materialized_view_target, view_reads
 from app.engine import connect
+from app.fastpath import fingerprint
 from app.errors import UsageError
 from app.planner import Plan, plan
 from app.replay import ChainNotLinear, copy_template, embedded_url, revision_states, scratch_database, scratch_folder
-from app.revision_files import canonical_queries, load_canonical, next_ordinal, revision_slug
+from app.revision_files import canonical_module, canonical_queries, load_canonical, next_ordinal, revision_slug
 from app.schema import TABLE, Schema
 from app.sql import clickhouse_error_message
 from app.verify import compare_schema
@@ -95,6 +97,8 @@ def plan_revision(message: str, *, allow_loss: bool = False, revision: str | Non
     p = plan(current, desired, allow_loss=allow_loss, current_queries=formatted,
              desired_queries=desired_queries, current_targets=targets, view_reads=reads)
     rev = revision or next_ordinal(script)
+    if p.empty:
+        _remember_verdict(script, False)  # for status: nothing to write
     text = None if p.empty else render_revision(p, message=message, revision=rev, down_revision=head)
     if text is not None:
         # A file that would not load breaks every later command: never write one.
@@ -199,9 +203,39 @@ def canonical_ahead(live: Schema, expected: Schema, heads: list[str], *,
     # sub-queries on 26.x): the replay's engine is not the live one.
     built = {n: dataclasses.replace(o, columns=tuple(dataclasses.replace(c, type="") for c in o.columns))
              if o.kind != TABLE else o for n, o in head.items()}
-    if any(f.fatal for f in compare_schema(live, built)):
-        return False
-    return any(f.fatal for f in compare_schema(head, expected))
+    ahead = any(f.fatal for f in compare_schema(head, expected))
+    if expected is load_canonical():
+        _remember_verdict(script, ahead)
+    return ahead and not any(f.fatal for f in compare_schema(live, built))
+
+
+def chain_behind_canonical(script_location: str | None = None, *, replay: bool = True) -> bool | None:
+    """Whether app/canonical.py is ahead of the chain's head (a revision to write); None if not known.
+
+    Without ``replay``, only from a replay already cached.  The answer is
+    left for the fast ``status`` (app.canonical_verdict).
+    """
+    script = script_directory(alembic_config(None, script_location=script_location))
+    if len(script.get_heads()) != 1:
+        return None
+    try:
+        states = revision_states(script_location, cached_only=not replay)
+    except ChainNotLinear:
+        return None
+    if states is None:
+        return None
+    ahead = any(f.fatal for f in compare_schema(states.states[-1].schema, load_canonical()))
+    _remember_verdict(script, ahead)
+    return ahead
+
+
+def _remember_verdict(script: ScriptDirectory, ahead: bool) -> None:
+    # Only a verdict on app/canonical.py, the file status keys it by (tests
+    # may point CANONICAL_MODULE elsewhere).
+    if Path(canonical_module().__file__).resolve() != canonical_verdict.CANONICAL_FILE.resolve():
+        return
+    directory = Path(script.versions)
+    canonical_verdict.write(directory, fingerprint(directory), ahead)
 
 
 def check_types(conn, current: Schema, desired: Schema) -> None:

@@ -31,7 +31,7 @@ def load_canonical():
     imported, and a mistake in it must be the error of the command that reads
     it, not a traceback of whatever imports it first.
     """
-    return _canonical_module().CANONICAL
+    return canonical_module().CANONICAL
 
 
 def canonical_queries() -> dict[str, str]:
@@ -40,10 +40,10 @@ def canonical_queries() -> dict[str, str]:
     The canonical schema lists a view's output columns; a new view, or a
     changed SELECT, needs its text too.
     """
-    return dict(getattr(_canonical_module(), "VIEW_QUERIES", {}))
+    return dict(getattr(canonical_module(), "VIEW_QUERIES", {}))
 
 
-def _canonical_module():
+def canonical_module():
     try:
         module = importlib.import_module(CANONICAL_MODULE)
         module.CANONICAL  # noqa: B018 - a module without it does not describe a schema

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from app.canonical import MANAGED_DATABASES
 from app.config import mask_url
 from app.engine import connect
+from app.losses import row_count
 from app.errors import UsageError
 from app.replay import given_or_scratch, upgrade_to
 from app.sample_data import DAYS, load_sample
@@ -206,7 +207,7 @@ def _refuse_if_rows(conn) -> None:
     snap = take_snapshot(conn, MANAGED_DATABASES)
     held = sorted((name, rows) for name, rows in snap.total_rows.items() if rows)[:3]
     if held:
-        listing = ", ".join(f"{name} ({rows} rows)" for name, rows in held)
+        listing = ", ".join(f"{name} ({row_count(rows)})" for name, rows in held)
         raise SmokeRefused(f"the database already holds rows ({listing}); smoke checks load sample rows "
                            "and need an empty warehouse: use a scratch database (leave out --url)")
 

@@ -91,6 +91,9 @@ def test_new_transliterates_a_russian_message(cli, chain):
     result = cli("new", "Добавить таблицу возвратов")
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("0014_dobavit_tablitsu_vozvratov.py")
+    # alembic's own "Generating ..." line names the file really written, not a Cyrillic one.
+    assert "добавить" not in result.output.lower()
+    assert [p.name for p in (chain / "versions").glob("0014_*")] == ["0014_dobavit_tablitsu_vozvratov.py"]
 
 
 def test_alembic_merge_heads_writes_an_empty_revision_that_runs(chain, db_url):
@@ -202,7 +205,7 @@ def test_plain_alembic_prints_a_data_loss_refusal_as_one_line(db_url):
     down = _run("-m", "alembic", "-x", f"url={db_url}", "downgrade", "0008")
     assert down.returncode != 0
     assert "Traceback" not in down.stderr + down.stdout
-    assert "FAILED: downgrade would drop data: zakaz.fact_qtickets_inventory_latest (1 rows)" in down.stdout
+    assert "FAILED: downgrade would drop data: zakaz.fact_qtickets_inventory_latest (1 row)" in down.stdout
 
 
 def test_second_process_sees_only_our_error(db_url):

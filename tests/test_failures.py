@@ -247,7 +247,7 @@ def test_rows_written_during_a_downgrade_stop_it_before_the_step_that_drops_them
                                      "VALUES ('2026-01-01', 'e', 'c', 1, 1, 1)")
 
         with pytest.raises(MigrationBlocked, match=r"downgrade would drop data: zakaz.fact_qtickets_sales_daily "
-                                                   r"\(1 rows\); nothing of 0004 ran, the database is at 0004"):
+                                                   r"\(1 row\); nothing of 0004 ran, the database is at 0004"):
             commands.downgrade(db_url, "0003", connection=conn, reporter=etl_writes)
         assert conn.exec_driver_sql("SELECT count() FROM zakaz.fact_qtickets_sales_daily").scalar() == 1
     st = commands.status(db_url)
@@ -283,7 +283,7 @@ def test_a_drop_checks_for_rows_right_before_its_statement(db_url, versions_copy
     result = CliRunner().invoke(main, ["downgrade", "-1", "--url", db_url])
     assert result.exit_code == 1, result.output
     [error] = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert "refusing to drop meta.scratch_import (1 rows)" in error and "--allow-data-loss" in error
+    assert "refusing to drop meta.scratch_import (1 row)" in error and "--allow-data-loss" in error
     assert query("SELECT count() FROM meta.scratch_import") == [(1,)]
 
 

@@ -21,7 +21,9 @@ LAYERS = [
     ("operations and runtime", {
         "operations", "impl", "cluster", "cluster_rewrite", "settings", "runtime", "recorder", "step_event",
         "alembic_hook", "chain", "fastpath", "ledger", "versions", "lock", "insert_order", "losses",
-        "snapshot", "schema_check", "replay", "fingerprint", "sample_data", "dependencies", "progress"}),
+        "snapshot", "schema_check", "replay", "fingerprint", "sample_data", "dependencies", "progress",
+        "canonical_verdict",
+        "waiting"}),
     ("operator tools", {"drill", "drill_checks", "lint", "adopt", "smoke", "users", "commands",
                         "revision_files", "revision_autogenerate", "graph"}),
     ("CLI", {"cli", "cli_errors", "cli_output", "json_output", "cli_graph", "__main__"}),

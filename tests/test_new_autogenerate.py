@@ -360,3 +360,29 @@ def test_on_a_server_a_generated_fact_table_is_granted_verified_and_revoked_on_d
         assert support.run_sql(url, "EXISTS TABLE zakaz.fact_refunds")[0] == [(0,)]
     finally:
         support.reset(server)
+
+
+def status(url, *args):
+    return CliRunner().invoke(main, ["status", "--url", url, *args], catch_exceptions=False)
+
+
+def test_status_tells_a_canonical_schema_ahead_of_the_chain(chain, canonical, at_head, tmp_path, monkeypatch):
+    from app import canonical_verdict
+
+    # A fresh checkout keeps no verdict: status says nothing of the canonical schema (and replays nothing).
+    assert json.loads(status(at_head, "--json").output)["canonical_ahead"] is None
+    assert new("--autogenerate", "Nothing to do").output.startswith("No changes")  # keeps one
+    assert json.loads(status(at_head, "--json").output)["canonical_ahead"] is False
+    canonical(add_table)
+    # The copy stands for app/canonical.py, the file the verdict is keyed by.
+    monkeypatch.setattr(canonical_verdict, "CANONICAL_FILE", tmp_path / f"{revision_files.CANONICAL_MODULE}.py")
+    for _ in range(2):  # the full status compares and keeps the verdict; the fast path reads it
+        result = status(at_head)
+        assert result.exit_code == 0, result.output
+        assert "AHEAD:     the canonical schema (app/canonical.py) is ahead of the chain: " \
+               "run `zakaz-schema new --autogenerate`" in result.output
+        assert json.loads(status(at_head, "--json").output)["canonical_ahead"] is True
+    # A revision written for it: the chain catches up, and status says so at once.
+    assert new("--autogenerate", "Add refunds log").exit_code == 0
+    assert "AHEAD" not in status(at_head).output
+    assert json.loads(status(at_head, "--json").output)["canonical_ahead"] is False

@@ -12,6 +12,7 @@ import io
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -70,23 +71,34 @@ def test_json_with_json_a_bar_on_a_terminal_else_nothing(monkeypatch):
 
 
 @pytest.mark.fast
-def test_upgrade_and_downgrade_pass_json_to_the_progress_choice(monkeypatch):
+def test_upgrade_downgrade_drill_and_smoke_pass_json_to_the_progress_choice(monkeypatch):
     from click.testing import CliRunner
 
-    from app import cli, commands
+    from app import cli, commands, fastpath
 
     seen = []
     monkeypatch.setattr(progress, "_mode", None)
-    monkeypatch.setattr(cli.fastpath, "nothing_to_upgrade", lambda *a, **k: None)
+    monkeypatch.setattr(fastpath, "nothing_to_upgrade", lambda *a, **k: None)
     monkeypatch.setattr(commands, "upgrade", lambda *a, **k: seen.append(progress._mode) or [])
     monkeypatch.setattr(commands, "downgrade", lambda *a, **k: seen.append(progress._mode) or [])
     monkeypatch.setattr(cli, "_summary", lambda *a, **k: None)
+    import app.drill
+    import app.smoke
+
+    report = SimpleNamespace(ok=True, to_dict=dict)
+    monkeypatch.setattr(app.drill, "run_drill", lambda *a, **k: seen.append(progress._mode) or report)
+    monkeypatch.setattr(app.smoke, "run_smoke_checks", lambda *a, **k: seen.append(progress._mode) or report)
     url = ["--url", "clickhouse+native://u@127.0.0.1:1/default"]
     for args in (["upgrade", "--json"], ["upgrade"], ["downgrade", "-1", "--json"], ["downgrade", "-1"]):
         result = CliRunner().invoke(cli.main, args + url)
         assert result.exit_code == 0, result.output
         assert progress._mode is None  # the choice ends with the command
-    assert seen == ["json", None, "json", None]
+    # The scratch databases of drill and smoke copy rows too (item 3 of issue 20: the same reporter).
+    for args in (["drill", "--json"], ["smoke", "--json"]):
+        result = CliRunner().invoke(cli.main, args)
+        assert result.exit_code == 0, result.output
+        assert progress._mode is None
+    assert seen == ["json", None, "json", None, "json", "json"]
 
 
 # --- a 1M-row rebuild ------------------------------------------------------------------------------
@@ -211,3 +223,56 @@ def test_a_short_copy_prints_no_progress_even_with_json(db_url):
     assert done.returncode == 0, done.stderr
     json.loads(done.stdout)  # stdout stays one JSON document
     assert '"progress"' not in done.stderr, done.stderr
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_rebuild_on_the_cluster_reports_progress(cluster, monkeypatch):
+    """Cluster mode: the copy is one INSERT ... SELECT on the node we are connected to, polled there."""
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    import app.impl  # noqa: F401 - registers the operations
+    from app import cluster as cluster_mode
+    from app import operations
+    from app.engine import connect
+    from app.runtime import prepare_cluster
+
+    rows, db, on = 300_000, "zprogress_cluster", "ON CLUSTER 'zakaz'"
+    cluster.sql("ch1", f"DROP DATABASE IF EXISTS {db} {on} SYNC")
+    try:
+        with connect(cluster.url("ch1")) as conn:
+            # Sent with every query, as cluster mode's own settings are (app.cluster.apply_ddl_settings).
+            conn.connection.dbapi_connection.transport.settings.update(SMALL_BLOCKS)
+            conn.exec_driver_sql(f"CREATE DATABASE {db} {on}")
+            conn.exec_driver_sql(f"CREATE TABLE {db}.t {on} (id UInt64, event_id String, d Date, qty Int32) "
+                                 "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}') "
+                                 "ORDER BY id")
+            conn.exec_driver_sql(f"INSERT INTO {db}.t SELECT number, toString(number % 5000), "
+                                 f"toDate('2024-01-01') + number % 365, number % 100 FROM numbers({rows})")
+            conn.exec_driver_sql(f"SYSTEM STOP MERGES {db}.t")  # see _rebuild_with_progress
+            stderr = Recorder()
+            monkeypatch.setattr("sys.stderr", stderr)
+            monkeypatch.setattr(progress, "_mode", progress.JSON)
+            ctx = MigrationContext.configure(conn)
+            ctx.impl.cluster = prepare_cluster(conn, cluster_mode.Cluster("zakaz"))
+            with Operations.context(ctx):
+                # ~20 µs per row: a ~6 s copy of 300k rows.
+                operations.rebuild_table(f"{db}.t", COLUMNS + "\npause UInt8 DEFAULT sleepEachRow(0.00002)",
+                                         engine="MergeTree", order_by="(event_id, d)", partition_by="toYYYYMM(d)",
+                                         copy="id, event_id, d, qty")
+        for node in cluster.nodes:
+            cluster.sql(node, f"SYSTEM SYNC REPLICA {db}.t")
+            assert cluster.sql(node, f"SELECT count(), max(id) FROM {db}.t") == [(rows, rows - 1)], node
+            assert cluster.sql(node, f"SELECT engine FROM system.tables WHERE database = '{db}' AND name = 't'") == [
+                ("ReplicatedMergeTree",)], node
+        events = [json.loads(line) for _, line in stderr.lines]
+        copies = [e for e in events if e["event"] == "progress"]
+        *running, done = copies
+        assert done["done"] is True and done["rows"] == rows and done["table"] == f"{db}.t", done
+        assert running and all(not e["done"] for e in running), copies
+        read = [e["rows"] for e in running]
+        assert read == sorted(read) and any(0 < r < rows for r in read), read
+        assert cluster.password not in "\n".join(line for _, line in stderr.lines)
+    finally:
+        cluster.sql("ch1", f"DROP DATABASE IF EXISTS {db} {on} SYNC")

@@ -216,7 +216,7 @@ def test_overlapping_heads_left_by_an_old_repair_are_explained_and_purged(db_url
     assert "PROBLEM:   the ledger's heads 0005, 0012 are not a possible version (0005 is below 0012)" in status.output
     up = cli("upgrade", "--url", db_url)
     assert up.exit_code == 2 and "stamp REV --purge" in up.output and "overlaps" not in up.output
-    assert cli("stamp", "0012", "--purge", "--url", db_url).exit_code == 0
+    assert cli("stamp", "0012", "--purge", "--yes", "--url", db_url).exit_code == 0
     assert commands.status(db_url).heads == ["0012"]
     assert [s["revision"] for s in commands.upgrade(db_url, "head")] == [HEAD]
 

@@ -47,9 +47,9 @@ def _refuse_rows(impl, objects: list[str]) -> None:
     held = losses.rows_at_risk(impl.connection, objects)
     if held:
         raise losses.DataLossRefused(
-            f"refusing to drop {', '.join(f'{o} ({n} rows)' for o, n in held.items())}: rows this run was "
-            "not allowed to delete (written after it was checked, or a drop its revision does not declare); "
-            "nothing was dropped: stop the writes, or back it up and re-run with --allow-data-loss "
+            f"refusing to drop {', '.join(f'{o} ({losses.row_count(n)})' for o, n in held.items())}: "
+            "rows this run was not allowed to delete (written after it was checked, or a drop its revision "
+            "does not declare); nothing was dropped: stop the writes, or back it up and re-run with --allow-data-loss "
             "(alembic: -x allow_data_loss=true)"
         )
 
