@@ -40,10 +40,10 @@ from app.drill_checks import (
     columns_without, covered, data_differences, dropped_data, schema_differences, summarise, views_to_read,
 )
 from app.engine import connect
-from app.losses import row_count
+from app.losses import DOWNGRADE, UPGRADE, declared as declared_loss, row_count
 from app.errors import UsageError
 from app.fingerprint import VOLATILE, DataProbe
-from app.recorder import StepFailed, declared_loss
+from app.recorder import StepFailed
 from app.replay import given_or_scratch
 from app.sample_data import load_sample
 from app.schema_check import unreadable_views
@@ -262,11 +262,16 @@ def run_drill(url: str | None = None, from_rev: str | None = None, to_rev: str |
         return report
 
 
-def _step(run: _Run, result: RevisionResult, direction: str, target: str) -> tuple[int, list[str]] | None:
-    """Run one alembic step: its time and the heads it left, or None (recorded as a failure)."""
+def _step(run: _Run, result: RevisionResult, direction: str, target: str,
+          allow_loss: bool = False) -> tuple[int, list[str]] | None:
+    """Run one alembic step: its time and the heads it left, or None (recorded as a failure).
+
+    ``allow_loss``: the upgrade declares losses (UPGRADE_LOSES); they are
+    rehearsed like a downgrade's, and the data checks hold them to the declaration.
+    """
     try:
         if direction == "upgrade":
-            events = commands.upgrade(run.url, target, **run.migrate)
+            events = commands.upgrade(run.url, target, allow_data_loss=allow_loss, **run.migrate)
         else:
             # The drill exists to exercise downgrades: dropping sample rows is the point.
             events = commands.downgrade(run.url, target, allow_data_loss=True, **run.migrate)
@@ -283,12 +288,13 @@ def _step(run: _Run, result: RevisionResult, direction: str, target: str) -> tup
 def _drill_one(run: _Run, rev, before: Snapshot, result: RevisionResult) -> Snapshot | None:
     """up, check, down, compare, up, compare: the snapshot after, or None if a step raised."""
     conn, with_data = run.conn, run.with_data
-    declared = set(declared_loss(rev.module))
+    up_declared = declared_loss(rev.module, UPGRADE)
+    declared = set(declared_loss(rev.module, DOWNGRADE)) | set(up_declared)
     down_to = rev.down_revision or "base"
 
     # -- up
     data_before = run.probe.take(before, columns_without(before, declared)) if with_data else None
-    done = _step(run, result, "upgrade", rev.revision)
+    done = _step(run, result, "upgrade", rev.revision, bool(up_declared))
     if done is None:
         return None
     result.up_ms, heads = done
@@ -342,7 +348,7 @@ def _drill_one(run: _Run, rev, before: Snapshot, result: RevisionResult) -> Snap
         result.failures += [f"{d} (before the step vs after the downgrade)" for d in lost]
 
     # -- up again
-    done = _step(run, result, "upgrade", rev.revision)
+    done = _step(run, result, "upgrade", rev.revision, bool(up_declared))
     if done is None:
         return None
     result.reup_ms = done[0]

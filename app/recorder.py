@@ -17,6 +17,7 @@ import uuid
 
 from app import ledger
 from app import losses
+from app.losses import DOWNGRADE, UPGRADE
 from app.errors import CheckFailed, UsageError
 from app.settings import Settings
 from app.sql import clickhouse_error_code, clickhouse_error_message
@@ -38,14 +39,6 @@ class StepFailed(CheckFailed):
         self.revision = revision
         self.statement = statement
         self.code = code
-
-
-def declared_loss(module, *, upgrade: bool = False) -> list[str]:
-    """What a revision declares its downgrade (or upgrade) drops with its data.
-
-    ``DOWNGRADE_LOSES`` (``UPGRADE_LOSES``): ``db.table`` or ``db.table.column``.
-    """
-    return list(getattr(module, "UPGRADE_LOSES" if upgrade else "DOWNGRADE_LOSES", ()) or ())
 
 
 class StepRecorder:
@@ -237,7 +230,7 @@ class StepRecorder:
         databases: list[tuple[str, str]] = []
         for step in steps:
             rev = step.revision
-            declared = declared_loss(rev.module, upgrade=step.is_upgrade)
+            declared = losses.declared(rev.module, UPGRADE if step.is_upgrade else DOWNGRADE)
             objects += declared
             if step.is_upgrade:
                 continue

@@ -40,7 +40,7 @@ from app.recorder import StepRecorder
 from app.settings import Settings
 
 # Names other modules and tests import from here.
-from app.recorder import MigrationBlocked, StepFailed, declared_loss  # noqa: F401
+from app.recorder import MigrationBlocked, StepFailed  # noqa: F401
 from app.versions import file_checksum  # noqa: F401
 
 

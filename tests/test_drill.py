@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from app import commands
+from app.canonical import CANONICAL
 from app.cli import main
 from app.drill import DrillError, run_drill
 from app.engine import connect
-from app.runtime import declared_loss
+from app.losses import DOWNGRADE, declared
 
 
 def chain(script_location: str | None = None) -> list:
@@ -43,7 +44,7 @@ def test_stairway_whole_chain_with_data():
         assert result.schema_restored is True and result.rows_kept is True, result
         # Every declared loss really happened, with the sample rows in it:
         # proof that data went through every table the chain drops.
-        assert sorted(result.declared_losses) == sorted(f"{x} (20 rows)" for x in declared_loss(rev.module))
+        assert sorted(result.declared_losses) == sorted(f"{x} (20 rows)" for x in declared(rev.module, DOWNGRADE))
     assert sum(len(r.declared_losses) for r in report.results) == 29
     # The step timings are measured, in milliseconds: each direction of the
     # chain takes some time, and all of them fit in the drill's wall time.
@@ -225,3 +226,37 @@ def test_cli_drill_bad_range_is_a_usage_error(runner):
     assert result.exit_code == 2 and "unknown revision 'nope'" in result.output
     result = runner.invoke(main, ["drill", "--from", "0009", "--to", "0005"], catch_exceptions=False)
     assert result.exit_code == 2 and "--from 0009 is not on the chain up to 0005" in result.output
+
+
+TTL_ADDED = '''"""Keep meta.etl_runs 30 days: TTL on started_at.
+
+Rows already older are deleted when the TTL is set (declared).
+"""
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+UPGRADE_LOSES = ["meta.etl_runs"]
+
+
+def upgrade() -> None:
+    op.modify_ttl("meta.etl_runs", "{column} + INTERVAL 30 DAY")
+
+
+def downgrade() -> None:
+    op.remove_ttl("meta.etl_runs")
+'''
+
+
+@pytest.mark.slow
+def test_an_upgrade_that_declares_a_loss_is_drilled_with_data(versions_copy):
+    """A declared upgrade loss (a TTL set on a table holding rows) is rehearsed, not refused;
+    the data checks still hold the step to what it declares."""
+    column = next(c.name for c in CANONICAL["meta.etl_runs"].columns if c.type.startswith("DateTime"))
+    (versions_copy / "versions" / "0014_ttl.py").write_text(TTL_ADDED.replace("{column}", column))
+    report = run_drill(from_rev="0014", with_data=True, script_location=str(versions_copy))
+    assert report.ok, report.failures
+    assert [r.revision for r in report.results] == ["0014"] and report.results[0].rows_kept
