@@ -400,19 +400,29 @@ def smoke(rows_per_table, seed, url, yes, script_location, as_json):
 @click.option("--apply", "do_apply", is_flag=True,
               help="Run the repair plan, stamp the matched revision, upgrade to head and verify.")
 @click.option("--allow-data-loss", is_flag=True, help="Let repair operations that drop values run.")
-def adopt(url, as_json, do_apply, allow_data_loss):
+@click.option("--sql", "as_sql", is_flag=True,
+              help="Print the whole plan as one SQL script for review (no secrets); changes nothing.")
+def adopt(url, as_json, do_apply, allow_data_loss, as_sql):
     """Bring a database built by the old SQL files under management.
 
     \b
-    Matches the live schema to the latest revision it fully contains and
-    shows what differs and the repair plan; nothing changes without --apply.
-    Exit 0 adoptable / adopted, 1 no revision matches or verify fails after,
-    2 usage, connection, already managed, or data loss not allowed.
+    Plans, for every revision the database could be stamped at, the
+    operations that bring it there keeping every row, and shows the
+    cheapest; nothing changes without --apply (resumable: run it again).
+    Exit 0 adoptable / adopted, 1 no plan keeps the database or verify fails
+    after, 2 usage, connection, already managed, or data loss not allowed.
     """
     from app import adopt as adoption  # alembic (see the module docstring)
 
     url = resolve_url(url)
+    if as_sql and do_apply:
+        raise UsageError("--sql prints the plan for review and --apply runs it: give one of them")
     plan = adoption.plan_adoption(url)
+    if as_sql:
+        if not plan.adoptable:
+            raise CheckFailed(adoption.explain_refusal(plan))
+        out.echo(adoption.adoption_sql(plan, url), nl=False)
+        return
     if not do_apply or not plan.adoptable:
         out.emit(plan.to_dict(), as_json, lambda _: out.print_adoption_plan(plan))
         if not plan.adoptable:

@@ -207,7 +207,9 @@ def print_adoption_plan(plan) -> None:
     if plan.revision is None:
         echo("matches:   no revision")
     else:
-        echo(f"matches:   {plan.revision}, the latest revision it fully contains (head {plan.head})")
+        others = ", ".join(f"{rev}: {cost}" for rev, cost in plan.candidates.items() if rev != plan.revision)
+        echo(f"matches:   {plan.revision}, the revision needing the fewest operations (head {plan.head})"
+             + (f"; operations at the others: {others}" if others else ""))
     for rev, reasons in plan.blocked_at.items():
         echo(f"not {rev}:  " + ("; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")))
     if plan.revision is not None:
@@ -220,6 +222,8 @@ def print_adoption_plan(plan) -> None:
         notable = [d for d in plan.differences if not d["revision"] and d["kind"] != "unmanaged_object"]
         for d in notable:
             echo(f"differs:   {d['message']}")
+    for table, entries in plan.imported.items():
+        echo(f"imported:  {len(entries)} applied file(s) from clickhouse-migrations' {table}, kept as history")
     for note in plan.notes:
         echo(f"note:      {note}")
     if plan.operations:

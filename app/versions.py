@@ -96,6 +96,8 @@ def changed_files(script, rows: list[dict]) -> list[dict]:
 
 def resume_command(script, problem: dict) -> str:
     """The command that re-runs a failed or interrupted step, in its direction."""
+    if problem["direction"] == "adopt":
+        return "`zakaz-schema adopt --apply`"
     if problem["direction"] != "downgrade":
         return "`zakaz-schema upgrade --resume`"
     target = "base"

@@ -30,6 +30,7 @@ BENCHMARKS = {
     "drill": ("bench.drill", "rollback drill of the whole chain (bench/drill.py)"),
     "rebuild": ("bench.rebuild", "revision 0008's rebuild with 1M rows vs a plain copy"),
     "autogenerate": ("bench.autogenerate", "0008's rebuild as the planner writes it vs by hand, 1M rows"),
+    "adopt": ("bench.adopt", "adopt --apply of a legacy database, 1M rows in the rebuilt table, vs a plain copy"),
     "peer": ("bench.peer", "deploy, no-op deploy and status vs clickhouse-migrations on a 24.8 server"),
 }
 ALIASES = {"verify": "verify_scale", "status": "verify_scale", "synthetic": "synthetic_chain",

@@ -355,3 +355,43 @@ def build_legacy(url: str, *, run_id_uuid: bool = False, fixes: tuple[str, ...] 
     if integrations:
         statements += INTEGRATIONS
     run_sql(url, statements + list(extra))
+
+
+# Tables as other old file sets wrote them: keys, partitions and key-column
+# types that differ from the revision's, and tables they never created.  Each
+# replaces the table the plain bootstrap made (before any row is loaded).
+def _replace(name: str, create: str) -> list[str]:
+    return [f"DROP TABLE IF EXISTS {name} SYNC", create]
+
+
+VARIANTS = {
+    # ORDER BY without a column the revision has (city).
+    "order-by-short": _replace("zakaz.fact_qtickets_sales_daily", """CREATE TABLE zakaz.fact_qtickets_sales_daily (
+        sales_date Date, event_id String, city LowCardinality(String), tickets_sold UInt32,
+        revenue Float64, _ver UInt64
+    ) ENGINE = ReplacingMergeTree(_ver) PARTITION BY toYYYYMM(sales_date) ORDER BY (event_id, sales_date)"""),
+    # The sorting key's columns in another order.
+    "order-by-swapped": _replace("meta.sli_daily", """CREATE TABLE meta.sli_daily (
+        d Date, table_name LowCardinality(String), metric_name LowCardinality(String),
+        metric_value Float64, updated_at DateTime DEFAULT now()
+    ) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (table_name, d, metric_name)"""),
+    # Another partition key.
+    "partition": _replace("zakaz.dm_vk_ads_daily", """CREATE TABLE zakaz.dm_vk_ads_daily (
+        stat_date Date, city LowCardinality(String), impressions UInt64, clicks UInt64, spend UInt64,
+        _loaded_at DateTime DEFAULT now(), _ver UInt64
+    ) ENGINE = ReplacingMergeTree(_ver) PARTITION BY toYear(stat_date) ORDER BY (stat_date, city)"""),
+    # A key column as String where the revision has LowCardinality(String).
+    "key-type": _replace("zakaz.dm_sales_daily", """CREATE TABLE zakaz.dm_sales_daily (
+        event_date Date, sale_date Date, event_id LowCardinality(String), city String,
+        event_name String, tickets_sold UInt64, revenue UInt64, refunds_amount UInt64,
+        net_revenue Int64, currency LowCardinality(String) DEFAULT 'RUB',
+        _loaded_at DateTime DEFAULT now(), _ver UInt64
+    ) ENGINE = ReplacingMergeTree(_ver) PARTITION BY toYYYYMM(event_date)
+    ORDER BY (event_date, city, event_id, event_name)"""),
+    # A file set that never created a table of 0003 (the views reading it fail).
+    "missing-table": ["DROP TABLE zakaz.stg_qtickets_sheets_events SYNC"],
+}
+
+
+def variants(*names: str) -> list[str]:
+    return [sql for name in names for sql in VARIANTS[name]]

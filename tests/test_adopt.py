@@ -74,8 +74,14 @@ def adopted(url, cache, before, *, allow_data_loss=False, changed=()):
     assert status.heads == ["0013"] and status.pending == [] and status.problem is None
     with connect(url) as conn:
         rows = ledger.read_rows(conn, "default")
-    first = rows[0]
-    assert (first["direction"], first["status"], first["heads"]) == ("adopt", "stamped", [plan.revision])
+    # One ledger step for the adoption: a row per operation, then the stamp.
+    adoption = [r for r in rows if r["direction"] == "adopt"]
+    assert rows[:len(adoption)] == adoption and {r["step_id"] for r in adoption} == {adoption[0]["step_id"]}
+    statuses = [r["status"] for r in adoption]
+    assert statuses[-1] == "stamped" and set(statuses[:-1]) <= {"started", "failed"}
+    if not plan.resume:
+        assert statuses == ["started"] * (len(plan.operations) + 1) + ["stamped"]
+    assert adoption[-1]["heads"] == [plan.revision]
     assert [r["revision"] for r in rows if r["status"] == "applied"] == plan.pending
 
     # Every row is still there: counts and checksums over the columns that existed before.
@@ -87,7 +93,9 @@ def adopted(url, cache, before, *, allow_data_loss=False, changed=()):
 
 
 def _kinds(plan):
-    return sorted((op.kind, op.target) for op in plan.operations if op.kind != "create_view")
+    """The operations on tables (views hold no rows; the old files wrote their own queries)."""
+    return sorted((op.kind, op.target) for op in plan.operations
+                  if op.kind not in ("create_view", "recreate_view", "set_view_security"))
 
 
 # --- the revision schemas --------------------------------------------------------------
@@ -152,11 +160,15 @@ def test_plain_pre_lockdown_state_is_adopted_at_0004(db_url, cache):
     before = legacy(db_url)
     plan = adopt.plan_adoption(db_url, cache_dir=cache)
     assert plan.revision == "0004" and plan.pending == [f"{i:04d}" for i in range(5, 14)]
-    assert plan.blocked_at == {"0005": ["missing column zakaz.fact_qtickets_sales._loaded_at"]}
+    # 0005 writes rows (MATERIALIZE COLUMN): a plan cannot stand in for it, so it is never stamped.
+    assert list(plan.candidates) == ["0001", "0002", "0003", "0004"]
+    assert min(plan.candidates.values()) == plan.candidates["0004"]
+    assert list(plan.blocked_at) == ["0005"]
     assert plan.ahead == [] and plan.unmanaged == [] and plan.refusals == []
     # Only views differ (the old files wrote their own queries; v_sales_latest lacked FINAL).
     assert _kinds(plan) == []
     assert "zakaz.v_sales_latest" in {op.target for op in plan.operations}
+    assert plan.tables["zakaz.dim_events"] == ROWS and len(plan.tables) == len(before["columns"])
     assert _state(db_url) == before  # planning changes nothing
     adopted(db_url, cache, before)
 
@@ -179,11 +191,12 @@ def test_inventory_latest_with_non_nullable_columns_is_fixed_before_the_upgrade(
 def test_partially_hand_fixed_state_0005_0007_and_0008_column_without_0006(db_url, cache):
     before = legacy(db_url, fixes=("0005", "0007", "0008-column"))
     plan, result = adopted(db_url, cache, before)
-    assert plan.revision == "0005" and plan.pending[0] == "0006"
-    assert plan.blocked_at["0006"] == ["missing column zakaz.meta_job_runs.run_id"]
+    # 0005 is re-run over its column (already there: kept, values unchanged).
+    assert plan.revision == "0004" and plan.pending[0] == "0005"
     assert plan.ahead == [
+        {"object": "zakaz.fact_qtickets_sales", "column": "_loaded_at", "revision": "0005", "matches": True},
         {"object": "zakaz.stg_qtickets_api_orders_raw", "column": "order_id", "revision": "0007", "matches": True},
-        {"object": "zakaz.stg_qtickets_sheets_inventory", "column": "_loaded_at", "revision": "0008", "matches": True},
+        {"object": "zakaz.stg_qtickets_sheets_inventory", "column": "", "revision": "0008", "matches": True},
     ]
     # 0008 would rebuild the table copying only the columns it knows, and
     # the hand-added _loaded_at would lose its values: the plan rebuilds it
@@ -201,7 +214,7 @@ def test_partially_hand_fixed_state_0005_0007_and_0008_column_without_0006(db_ur
 def test_integration_tables_are_left_untouched(db_url, cache):
     before = legacy(db_url, run_id_uuid=True, fixes=("0005", "0009-half"), integrations=True)
     plan, result = adopted(db_url, cache, before)
-    assert plan.revision == "0005"
+    assert plan.revision == "0004"
     assert plan.unmanaged == ["bi.v_amocrm_pipeline (view)", "meta.integration_sync_log (table)",
                               "zakaz.stg_amocrm_deals (table)"]
     assert _kinds(plan) == [("modify_column", "zakaz.fact_qtickets_inventory_latest.tickets_left"),
@@ -284,21 +297,21 @@ def test_unmanaged_column_needs_allow_data_loss_and_lists_rows(db_url, cache):
 
 # --- refusals ------------------------------------------------------------------------------
 
-def test_missing_table_of_0002_matches_no_revision_and_changes_nothing(db_url, cache):
+@pytest.mark.slow
+def test_missing_table_of_0002_is_created_empty_and_its_views_again(db_url, cache):
     # The old "final" migration dropped tables; this one is read by views of 0002.
     before = legacy(db_url, extra=["DROP TABLE zakaz.dm_vk_ads_daily SYNC"])
-    plan = adopt.plan_adoption(db_url, cache_dir=cache)
-    assert plan.revision is None and not plan.adoptable
-    [reason] = plan.refusals
-    assert "zakaz.dm_vk_ads_daily (created by 0002) missing" in reason
-    assert "while it holds tables created by revisions 0002, 0003, 0004" in reason
-    with pytest.raises(adopt.NoMatchingRevision, match="nothing was changed"):
-        adopt.apply_adoption(db_url, plan, cache_dir=cache)
-    result = CliRunner().invoke(main, ["adopt", "--apply", "--url", db_url])
-    assert result.exit_code == 1
-    assert "matches:   no revision" in result.output and "dm_vk_ads_daily (created by 0002)" in result.output
-    after = _state(db_url)
-    assert after == before and not after["ledger"]
+    plan, _ = adopted(db_url, cache, before)
+    assert plan.revision == "0004"
+    assert _kinds(plan) == [("create_table", "zakaz.dm_vk_ads_daily")]
+    [create] = [op for op in plan.operations if op.kind == "create_table"]
+    assert "created empty" in create.reason and not create.loses
+    # The views reading it could not be selected: created again.
+    assert {"zakaz.v_vk_ads_daily", "bi.v_vk_ads_daily"} <= {
+        op.target for op in plan.operations if op.kind == "create_view"}
+    with connect(db_url) as conn:
+        assert conn.exec_driver_sql("SELECT count() FROM zakaz.dm_vk_ads_daily").scalar() == 0
+        conn.exec_driver_sql("SELECT * FROM bi.v_marketing_roi_daily").all()
 
 
 @pytest.mark.slow
@@ -321,8 +334,7 @@ def test_widenings_are_repaired_and_every_value_is_kept(db_url, cache):
     modified = {op.target: op.reason for op in plan.operations if op.kind == "modify_column"}
     assert set(modified) == {"zakaz.fact_qtickets_sales.revenue", "zakaz.stg_vk_ads_daily.spend",
                              "zakaz.stg_sales_events.net_revenue"}, plan.refusals
-    assert all("every value is kept" in reason for reason in modified.values())
-    assert not plan.lossy_operations
+    assert not plan.lossy_operations and not any(op.loses for op in plan.operations)
     adopted(db_url, cache, before, changed=("zakaz.stg_sales_events",))
     with connect(db_url) as conn:
         assert conn.exec_driver_sql(values).one() == was
@@ -330,17 +342,38 @@ def test_widenings_are_repaired_and_every_value_is_kept(db_url, cache):
             "SELECT toTypeName(net_revenue) FROM zakaz.stg_sales_events LIMIT 1").scalar() == "Float64"
 
 
-def test_type_with_no_safe_conversion_is_refused(db_url, cache):
+@pytest.mark.slow
+def test_conversion_that_changes_values_is_listed_with_rows_and_needs_the_flag(db_url, cache):
+    """Float64 -> Decimal(12, 2): values with more decimals than 2 do not come back the same."""
     before = legacy(db_url, extra=["ALTER TABLE zakaz.fact_qtickets_sales MODIFY COLUMN revenue Float64 DEFAULT 0"])
+    run_sql(db_url, ["INSERT INTO zakaz.fact_qtickets_sales (date, event_id, revenue, _ver) VALUES "
+                     "('2024-01-01', 'x1', 1.125, 1), ('2024-01-01', 'x2', 3e12, 1), ('2024-01-01', 'x3', 2.5, 1)"])
+    with connect(db_url) as conn:
+        lost = conn.exec_driver_sql("SELECT countIf(toFloat64(CAST(revenue AS Decimal(12, 2))) != revenue) "
+                                    "FROM zakaz.fact_qtickets_sales").scalar()
+    assert lost >= 1  # 1.125, and any sample value with more than 2 decimals
+    before = _state(db_url)
     plan = adopt.plan_adoption(db_url, cache_dir=cache)
-    assert not plan.adoptable and plan.revision == "0002"
-    assert plan.blocked_at["0003"][0] == (
-        "column zakaz.fact_qtickets_sales.revenue: expected Decimal(12, 2) DEFAULT 0, found Float64 DEFAULT 0")
-    assert any("zakaz.fact_qtickets_sales.revenue is Float64" in r and "no known conversion" in r
-               for r in plan.refusals)
-    with pytest.raises(adopt.NoMatchingRevision):
+    assert plan.adoptable and plan.revision == "0004"
+    [lossy] = plan.lossy_operations
+    assert (lossy.kind, lossy.target, lossy.rows_at_risk) == ("modify_column", "zakaz.fact_qtickets_sales.revenue", lost)
+    assert f"LOSES zakaz.fact_qtickets_sales.revenue in {lost} row(s)" in lossy.reason
+    with pytest.raises(adopt.DataLossRefused, match=rf"zakaz.fact_qtickets_sales.revenue \({lost} rows\)"):
         adopt.apply_adoption(db_url, plan, cache_dir=cache)
+    result = CliRunner().invoke(main, ["adopt", "--apply", "--url", db_url])
+    assert result.exit_code == 2 and "--allow-data-loss" in result.output
     assert _state(db_url) == before
+
+    # Allowed: converted, the other columns kept row for row, the values rounded as listed.
+    columns = [c for c in before["columns"]["zakaz.fact_qtickets_sales"] if c != "revenue"]
+    with connect(db_url) as conn:
+        kept = fingerprints(conn, {"zakaz.fact_qtickets_sales": columns})["zakaz.fact_qtickets_sales"]
+    adopted(db_url, cache, before, allow_data_loss=True, changed=("zakaz.fact_qtickets_sales",))
+    with connect(db_url) as conn:
+        assert fingerprints(conn, {"zakaz.fact_qtickets_sales": columns})["zakaz.fact_qtickets_sales"] == kept
+        assert conn.exec_driver_sql("SELECT toString(revenue) FROM zakaz.fact_qtickets_sales WHERE event_id IN "
+                                    "('x1', 'x2', 'x3') ORDER BY event_id").scalars().all() == [
+            "1.12", "3000000000000", "2.5"]
 
 
 def test_empty_warehouse_has_nothing_to_adopt(db_url, cache):
@@ -378,9 +411,18 @@ def test_cli_plans_then_applies(db_url, cache, monkeypatch):
     runner = CliRunner()
     shown = runner.invoke(main, ["adopt", "--url", db_url])
     assert shown.exit_code == 0, shown.output
-    assert "matches:   0004, the latest revision it fully contains (head 0013)" in shown.output
-    assert "modify_column zakaz.meta_job_runs.run_id: type UUID -> String" in shown.output
+    assert "matches:   0004, the revision needing the fewest operations (head 0013)" in shown.output
+    assert "modify_column zakaz.meta_job_runs.run_id: modify column zakaz.meta_job_runs.run_id: UUID -> String" \
+        in shown.output
     assert "Nothing changed. Run `zakaz-schema adopt --apply` to do it." in shown.output
+    assert _state(db_url) == before
+    # --sql: the whole plan as one script for review; nothing changes.
+    script = runner.invoke(main, ["adopt", "--sql", "--url", db_url])
+    assert script.exit_code == 0, script.output
+    assert "ALTER TABLE zakaz.meta_job_runs MODIFY COLUMN run_id String" in " ".join(script.output.split())
+    assert "INSERT INTO default.zakaz_schema_ledger" in script.output and "Nothing changed" not in script.output
+    both = runner.invoke(main, ["adopt", "--sql", "--apply", "--url", db_url])
+    assert both.exit_code == 2 and "give one of them" in both.output
     assert _state(db_url) == before
     as_json = json.loads(runner.invoke(main, ["adopt", "--json", "--url", db_url]).output)
     assert as_json["revision"] == "0004" and as_json["adoptable"] and not as_json["needs_allow_data_loss"]

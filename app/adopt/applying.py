@@ -1,7 +1,9 @@
-"""Applying an adoption: repair, stamp, upgrade to head, verify, and check that every row is still there."""
+"""Applying an adoption: run the plan step by step (recorded, resumable), stamp, upgrade to head, verify,
+and check that every row is still there."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import uuid
 from typing import Callable
@@ -9,24 +11,25 @@ from typing import Callable
 from alembic import command as alembic_command
 
 from app import commands, ledger, losses
+from app.adopt import imported, running
 from app.adopt.matching import warehouse_objects
-from app.adopt.plan import (
-    AdoptionPlan, AdoptionRefused, AdoptionResult, DataLossRefused, NoMatchingRevision, Operation, PlanChanged,
-)
-from app.adopt.planning import plan_adoption
+from app.adopt.plan import AdoptionPlan, AdoptionResult, DataLossRefused, NoMatchingRevision, PlanChanged
+from app.adopt.planning import BEFORE_MARK, plan_adoption
 from app.adopt.repairs import COLLAPSING
 from app.chain import alembic_config, script_directory
 from app.config import resolve_url
 from app.engine import connect
 from app.lock import deploy_lock
+from app.operations.rebuild import RebuildStopped
 from app.runtime import file_checksum
+from app.errors import CheckFailed, ZakazError
 from app.schema import TABLE, Schema
 from app.sql import clickhouse_error_message, quote_identifier, quote_literal, quote_name
 
 # --- content check -------------------------------------------------------------------------
 
 def _content_queries(live: Schema, skip: set[str], cutoff: str,
-                     converted: dict[str, str] | None = None) -> dict[str, str]:
+                     converted: dict[str, str] | None = None, *, final: bool = True) -> dict[str, str]:
     """One fingerprint query per base table: row count and a checksum over its stored columns.
 
     FINAL for collapsing engines: a background merge during adoption may
@@ -40,18 +43,26 @@ def _content_queries(live: Schema, skip: set[str], cutoff: str,
     for name, obj in sorted(live.items()):
         if obj.kind != TABLE or losses.covers(skip, name):
             continue
-        columns = [c.name for c in obj.columns if not c.default.startswith(("ALIAS", "EPHEMERAL"))
+        columns = [c for c in obj.columns if not c.default.startswith(("ALIAS", "EPHEMERAL"))
                    and not losses.covers(skip, f"{name}.{c.name}")]
 
-        def value(column: str) -> str:
-            new_type = converted.get(f"{name}.{column}")
-            return f"CAST({quote_identifier(column)} AS {new_type})" if new_type else quote_identifier(column)
+        def value(column) -> str:
+            # The same query runs before and after, so the hash only has to
+            # read both shapes alike: the native value (LowCardinality hashes
+            # as its value), converted where the type changes; a NULL would
+            # make the whole row's hash NULL, hence its flag and its value.
+            new_type = converted.get(f"{name}.{column.name}")
+            v = f"CAST({quote_identifier(column.name)} AS {new_type})" if new_type else quote_identifier(column.name)
+            typ = new_type or column.type
+            if typ.startswith(("Nullable(", "LowCardinality(Nullable(")):
+                return f"isNull({v}), assumeNotNull({v})"
+            return f"toString({v})" if "Nullable(" in typ else v
 
-        args = ", ".join(f"ifNull(toString({value(c)}), '<NULL>')" for c in columns)
+        args = ", ".join(value(c) for c in columns)
         checksum = f"toString(sum(cityHash64({args})))" if columns else "'0'"
-        final = " FINAL" if any(part in obj.engine for part in COLLAPSING) else ""
+        reader = " FINAL" if final and any(part in obj.engine for part in COLLAPSING) else ""
         where = f" WHERE NOT (({obj.ttl}) <= toDateTime('{cutoff}'))" if obj.ttl else ""
-        queries[name] = f"SELECT {quote_literal(name)}, count(), {checksum} FROM {quote_name(name)}{final}{where}"
+        queries[name] = f"SELECT {quote_literal(name)}, count(), {checksum} FROM {quote_name(name)}{reader}{where}"
     return queries
 
 
@@ -77,30 +88,73 @@ def _run_content(conn, queries: dict[str, str]) -> dict[str, tuple[int, str] | s
 
 # --- apply -----------------------------------------------------------------------------------
 
-def _run_operation(conn, op: Operation, reporter: Callable[[dict], None] | None) -> None:
-    for i, sql in enumerate(op.statements):
-        conn.exec_driver_sql(sql)
-        if op.count_check and i == op.count_check_after:
-            original, copy = op.count_check
-            old = conn.exec_driver_sql(f"SELECT count() FROM {original}").scalar()
-            new = conn.exec_driver_sql(f"SELECT count() FROM {copy}").scalar()
-            if old != new:
-                raise AdoptionRefused(
-                    f"rebuild of {original} copied {new} of {old} rows; {original} is untouched and "
-                    f"{copy} holds the partial copy; nothing is stamped: find the cause and adopt again"
-                )
-    if reporter:
-        reporter({"kind": "operation", "operation": op.kind, "target": op.target, "statements": len(op.statements)})
+class AdoptionStepFailed(CheckFailed):
+    """An operation of the plan failed; the ledger records it and ``adopt --apply`` resumes from there."""
+
+
+def _row(fresh: AdoptionPlan, step_id: str, status: str, message: str, **more) -> ledger.Row:
+    return ledger.Row(step_id, fresh.revision, "adopt", status, [], message, **more)
+
+
+def _run_steps(conn, schema_name: str, fresh: AdoptionPlan, step_id: str, allow_data_loss: bool,
+               reporter: Callable[[dict], None] | None, queries: dict[str, str], raw: dict[str, str],
+               before: dict) -> None:
+    """Each operation: a ``started`` row of the adoption's ledger step, then its calls.
+
+    The adoption's rows stay ``started`` (an open step: ``upgrade`` refuses
+    until the adoption is stamped) and a failure is written as ``failed``;
+    ``adopt --apply`` plans again from the database as it is, so what is
+    done is not done again, and a rebuild stopped half-way is finished by
+    rebuild_table's own re-run rules.
+
+    A table rebuilt with another sorting key of a collapsing engine is
+    compared as stored (``raw``: no FINAL) across its step, and its content
+    as readers see it (``queries``) is measured again into ``before``.
+    """
+    total = len(fresh.operations)
+    with running.online(conn, allow_data_loss=allow_data_loss) as ops:
+        for k, op in enumerate(fresh.operations, 1):
+            ledger.write(conn, schema_name, _row(fresh, step_id, "started", f"step {k}/{total}: {op.reason}",
+                                                 statements=len(op.statements)))
+            started = dt.datetime.now()
+            stored = {op.target: raw[op.target]} if op.rekeys and op.target in raw else {}
+            try:
+                was = _run_content(conn, stored)
+                for call in op.calls:
+                    running.invoke(ops, call)
+                now = _run_content(conn, stored)
+                if now != was:
+                    raise RebuildStopped(
+                        f"rebuild of {op.target}: its stored rows were {was[op.target]} (count, checksum) before "
+                        f"and are {now[op.target]} after; the table has its new shape: compare it with a backup "
+                        "before going on")
+                if stored:
+                    # Readers see the rows through the new key from now on.
+                    before.update(_run_content(conn, {op.target: queries[op.target]}))
+            except Exception as exc:
+                error = str(exc) if isinstance(exc, ZakazError) else clickhouse_error_message(exc)
+                error = " ".join(error.split())
+                ledger.write(conn, schema_name, _row(
+                    fresh, step_id, "failed", f"step {k}/{total}: {op.reason}", started_at=started,
+                    finished_at=dt.datetime.now(), failed_statement=k, error=error[:2000]))
+                raise AdoptionStepFailed(
+                    f"adoption step {k}/{total} ({op.kind} {op.target}) failed: {error}; steps 1..{k - 1} are "
+                    "done and recorded in the ledger; fix the cause, then run `zakaz-schema adopt --apply` "
+                    "again to resume from this step") from None
+            if reporter:
+                reporter({"kind": "operation", "operation": op.kind, "target": op.target,
+                          "statements": len(op.statements)})
 
 
 def apply_adoption(url: str | None, plan: AdoptionPlan, *, allow_data_loss: bool = False,
                    script_location: str | None = None, cache_dir: str | os.PathLike | None = None,
                    reporter: Callable[[dict], None] | None = None) -> AdoptionResult:
-    """Repair, stamp the matched revision as adopted, upgrade to head, verify, check every row.
+    """Run the plan step by step, stamp the revision as adopted, upgrade to head, verify, check every row.
 
     ``plan`` is the plan the operator saw: the database is planned again and
     must give the same one.  Raises NoMatchingRevision, DataLossRefused or
-    PlanChanged before changing anything.
+    PlanChanged before changing anything; AdoptionStepFailed (recorded,
+    resumable) when an operation fails.
     """
     url = resolve_url(url)
     fresh = plan_adoption(url, script_location=script_location, cache_dir=cache_dir)
@@ -112,12 +166,12 @@ def apply_adoption(url: str | None, plan: AdoptionPlan, *, allow_data_loss: bool
     lossy = fresh.lossy_operations
     if lossy and not allow_data_loss:
         raise DataLossRefused(
-            "the repair plan would lose data: "
+            "the plan would lose data: "
             + "; ".join(f"{op.kind} {op.target} ({op.rows_at_risk} rows)" for op in lossy)
             + "; back it up, then re-run with --allow-data-loss"
         )
     lost = {item for op in fresh.operations if op.loses for item in op.loses}
-    converted = {op.target: op.converts_to for op in fresh.operations if op.converts_to}
+    converted = {k: v for op in fresh.operations for k, v in op.converts_to.items()}
     cutoff = (dt.datetime.now() + dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
     script = script_directory(alembic_config(url, script_location=script_location))
     revision = script.get_revision(fresh.revision)
@@ -125,22 +179,38 @@ def apply_adoption(url: str | None, plan: AdoptionPlan, *, allow_data_loss: bool
     with connect(url) as conn:
         schema_name = conn.dialect.default_schema_name or "default"
         before_schema = warehouse_objects(conn)
-        queries = _content_queries(before_schema, lost, cutoff, converted)
-        before = _run_content(conn, queries)
+        if fresh.resume:
+            # The queries of the first run (over the columns there were before
+            # it), measured again: writes may have gone on while it stood.
+            step_id = fresh.resume["step_id"]
+            queries = fresh.resume["queries"]
+            before = _run_content(conn, queries)
+        else:
+            step_id = str(uuid.uuid4())
+            queries = _content_queries(before_schema, lost, cutoff, converted)
+            before = _run_content(conn, queries)
+
+        rekeyed = {op.target for op in fresh.operations if op.rekeys}
+        raw = _content_queries({n: o for n, o in before_schema.items() if n in rekeyed}, lost, cutoff, converted,
+                               final=False)
 
         def repair_and_stamp() -> None:
-            for op in fresh.operations:
-                _run_operation(conn, op, reporter)
             for sql in ledger.ledger_ddl(schema_name):
                 conn.exec_driver_sql(sql)
+            if not fresh.resume:
+                # One INSERT: the imported history and the adoption's first row land together.
+                ledger.write(conn, schema_name, *imported.ledger_rows(fresh.imported), _row(
+                    fresh, step_id, "started",
+                    f"adopting at {fresh.revision}: {len(fresh.operations)} operation(s); "
+                    + BEFORE_MARK + json.dumps({"queries": queries, "before": before}, sort_keys=True)))
+            _run_steps(conn, schema_name, fresh, step_id, allow_data_loss, reporter, queries, raw, before)
             statements = sum(len(op.statements) for op in fresh.operations)
-            row = ledger.Row(
-                str(uuid.uuid4()), fresh.revision, "adopt", "stamped", [fresh.revision],
-                f"adopted: the database built by the old SQL files fully contains revision {fresh.revision}; "
-                f"{len(fresh.operations)} repair operation(s), {statements} statement(s)",
+            ledger.write(conn, schema_name, ledger.Row(
+                step_id, fresh.revision, "adopt", "stamped", [fresh.revision],
+                f"adopted: the database built by the old SQL files, brought to revision {fresh.revision} by "
+                f"{len(fresh.operations)} operation(s), {statements} statement(s)",
                 statements=statements, checksum=file_checksum(revision.path),
-            )
-            ledger.write(conn, schema_name, row)
+            ))
             if reporter:
                 reporter({"kind": "stamp", "revision": fresh.revision})
 
@@ -154,7 +224,8 @@ def apply_adoption(url: str | None, plan: AdoptionPlan, *, allow_data_loss: bool
         # before and after them, held to the plan's list as a revision is
         # held to its DOWNGRADE_LOSES.
         repaired = warehouse_objects(conn)
-    undeclared = losses.check_declared(sorted(lost), losses.schema_losses(before_schema, repaired)).undeclared
+    undeclared = [] if fresh.resume else losses.check_declared(
+        sorted(lost), losses.schema_losses(before_schema, repaired)).undeclared
 
     steps: list[dict] = []
 
@@ -184,7 +255,5 @@ def explain_refusal(plan: AdoptionPlan) -> str:
     """One paragraph: why ``plan`` cannot be adopted."""
     if plan.adoptable:
         return ""
-    parts = list(plan.refusals)
-    if plan.revision is None and plan.blocked_at and not parts:
-        parts.append("the database does not fully contain the schema of any revision")
+    parts = list(plan.refusals) or ["no revision can be reached keeping the rows"]
     return "; ".join(parts) + "; nothing was changed"

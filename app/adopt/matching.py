@@ -1,7 +1,10 @@
-"""Which revision a live schema fully contains, and how it differs from the others."""
-from __future__ import annotations
+"""The warehouse's objects as adopt reads them, and what keeps a live schema from containing a revision's.
 
-import re
+``blocking_differences`` is the old matching rule (the latest revision the
+database fully contains), kept as a report: the revision adopt stamps is
+chosen by the size of the plan (app.adopt.planning).
+"""
+from __future__ import annotations
 
 from app.replay import RevisionState
 from app.canonical import MANAGED_DATABASES
@@ -56,42 +59,4 @@ def blocking_differences(live: Schema, states: list[RevisionState], index: int) 
                 allowed = {col_def(c) for v in versions if (c := v.column(col.name))}
                 if col_def(have) not in allowed:
                     out.append(f"column {name}.{col.name}: expected {col.spec}, found {have.spec}")
-    return out
-
-
-def first_index(states: list[RevisionState], name: str, column: str | None = None,
-                 start: int = 0) -> int | None:
-    for i in range(start, len(states)):
-        obj = states[i].schema.get(name)
-        if obj is not None and (column is None or obj.column(column) is not None):
-            return i
-    return None
-
-
-def in_key(obj: DbObject, column: str) -> bool:
-    pattern = rf"(?<![\w.`]){re.escape(column)}(?![\w`])"
-    return bool(re.search(pattern, f"{obj.order_by} {obj.partition_by}"))
-
-
-def column_spec(col: Column) -> str:
-    return f"{col.name} {col.spec}"
-
-
-def annotate(findings: list, live: Schema, states: list[RevisionState], r: int) -> list[dict]:
-    out = []
-    for f in findings:
-        d = f.to_dict()
-        d.pop("fatal")
-        d["revision"] = ""
-        if f.kind in ("unmanaged_object", "unmanaged_column"):
-            k = first_index(states, f.object, f.column or None, start=r + 1)
-            if k is not None:
-                d["revision"] = states[k].revision
-                d["message"] = (f"{f.target} ({f.actual.replace('_', ' ')}) is from revision "
-                                f"{states[k].revision}: already there (applied by hand)")
-            elif f.kind == "unmanaged_object":
-                d["message"] = f"unmanaged {f.actual.replace('_', ' ')} {f.object}: in no revision, left untouched"
-            else:
-                d["message"] = f"unmanaged column {f.target} ({f.actual}): in no revision"
-        out.append(d)
     return out

@@ -30,24 +30,28 @@ class PlanChanged(AdoptionRefused):
 
 @dataclass
 class Operation:
-    kind: str      # create_database, drop_column, add_column, modify_column, modify_ttl, remove_ttl,
-    #                rebuild_table, create_view, recreate_materialized_view
+    """One step of the planner (app.planner), with what it puts at stake."""
+
+    kind: str      # create_table, add_column, modify_column, rebuild_table, create_view, ... (repairs._KINDS)
     target: str    # "db.table" or "db.table.column"
-    reason: str
-    statements: list[str]
+    reason: str    # the planner's one-line summary, with the table's row count
+    statements: list[str]  # the SQL a clean run sends (offline rendering of ``calls``)
+    calls: list = field(default_factory=list)  # app.planner.Call: what runs
     # What the operation drops: "db.table" or "db.table.column"; with the rows
     # holding such values now (counted when the plan is made).
     loses: list[str] = field(default_factory=list)
     rows_at_risk: int = 0
-    # Rebuilds: after statement ``count_check_after``, the copy must have as
-    # many rows as the original (else stop before the swap).
-    count_check: tuple[str, str] | None = None
-    count_check_after: int = -1
-    risk_sql: str = ""
-    # modify_column of a type: the new type.  The content check compares the
-    # values before, converted to it, with the values after (a widening such
-    # as DateTime -> DateTime64 keeps every value but prints it differently).
-    converts_to: str = ""
+    rows: int | None = None  # rows of the table it changes (None: a view or a new table)
+    risk_sql: list[str] = field(default_factory=list)
+    # Columns whose type changes ("db.table.column" -> new type).  The content
+    # check compares the values before, converted to it, with the values
+    # after (a widening such as DateTime -> DateTime64 keeps every value but
+    # prints it differently).
+    converts_to: dict[str, str] = field(default_factory=dict)
+    # A collapsing table rebuilt with another sorting key: what a reader sees
+    # (FINAL) changes with the key, so its rows are compared as stored across
+    # the step, and what a reader sees is measured again after it.
+    rekeys: bool = False
 
     @property
     def loses_data(self) -> bool:
@@ -55,8 +59,8 @@ class Operation:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out.pop("risk_sql")
-        out.pop("converts_to")
+        for key in ("risk_sql", "converts_to", "calls", "rekeys"):
+            out.pop(key)
         out["loses_data"] = self.loses_data
         return out
 
@@ -67,9 +71,9 @@ class AdoptionPlan:
     server_version: str
     chain_checksum: str
     head: str
-    revision: str | None  # the latest revision the database fully contains; None: no match
+    revision: str | None  # the revision stamped after the plan (fewest operations); None: refused
     objects: int          # managed-database objects in the live database
-    # Why each revision after the chosen one is not contained (a few findings each).
+    # What the next revision would take instead (a few findings).
     blocked_at: dict[str, list[str]]
     differences: list[dict]   # live against the schema at ``revision``, annotated
     ahead: list[dict]         # objects/columns of later revisions already present
@@ -78,6 +82,13 @@ class AdoptionPlan:
     refusals: list[str]       # why it cannot be adopted (empty when it can)
     notes: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # revisions the upgrade will run
+    # Operations each candidate revision needs (the choice); an interrupted
+    # adoption being resumed: its ledger step and the content measured before it.
+    candidates: dict[str, int] = field(default_factory=dict)
+    resume: dict | None = None
+    tables: dict[str, int] = field(default_factory=dict)  # row count of every managed table
+    # Tables of clickhouse-migrations found ("db.table" -> applied files), imported as history.
+    imported: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def adoptable(self) -> bool:
@@ -99,6 +110,10 @@ class AdoptionPlan:
             "blocked_at": self.blocked_at, "differences": self.differences, "ahead": self.ahead,
             "operations": [op.to_dict() for op in self.operations], "unmanaged": self.unmanaged,
             "refusals": self.refusals, "notes": self.notes, "pending": self.pending,
+            "candidates": self.candidates, "tables": self.tables,
+            "imported": {t: [{**e, "applied_at": str(e["applied_at"])} for e in entries]
+                         for t, entries in self.imported.items()},
+            "resuming": self.resume["step_id"] if self.resume else None,
         }
 
 
