@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 from app.errors import CheckFailed
 from app.schema import MATERIALIZED_VIEW, TABLE, Schema
-from app.sql import in_list, quote_name
+from app.sql import in_list, quote_literal, quote_name
 from app.types import ttl_keeps_rows, type_change
 
 UPGRADE, DOWNGRADE = "upgrade", "downgrade"
@@ -57,13 +57,19 @@ class Stored:
         return f"{self.name} ({self.kind})"
 
 
-def stored(conn, databases: list[str], names: list[str] | None = None) -> dict[str, Stored]:
+def stored(conn, databases: list[str], names: list[str] | None = None, *,
+           cluster: str | None = None) -> dict[str, Stored]:
     """Every object of ``databases`` (or just ``names``, ``db.name``) and the rows a drop of it deletes.
 
     ``total_rows`` is what the server knows without reading; a materialized
     view's rows are its inner table's (a view written TO a table keeps none);
     engines that keep data but do not report a count (the Log family) are
     counted; remote engines (Kafka, MySQL, URL, ...) hold nothing here.
+
+    ``cluster``: a drop ON CLUSTER deletes every replica's rows, and the
+    replica connected to may not have them yet (replication lag, fetches
+    stopped) or hold an object the others have not: every live replica is
+    asked (``clusterAllReplicas``), each object counted at its fullest one.
     """
     if not databases:
         return {}
@@ -71,10 +77,19 @@ def stored(conn, databases: list[str], names: list[str] | None = None) -> dict[s
     if names is not None:
         # Inner tables too: a materialized view's rows are there.
         where += f" AND (name IN ({in_list({n.split('.', 1)[1] for n in names})}) OR startsWith(name, '.inner'))"
-    rows = conn.exec_driver_sql(
-        "SELECT database, name, engine, total_rows, has_own_data, toString(uuid) "
-        f"FROM system.tables WHERE {where} AND NOT is_temporary"
-    ).all()
+    if cluster is None:
+        rows = conn.exec_driver_sql(
+            "SELECT database, name, engine, total_rows, has_own_data, toString(uuid) "
+            f"FROM system.tables WHERE {where} AND NOT is_temporary"
+        ).all()
+    else:
+        # A replica that is down cannot be asked; the drop waits for it anyway.
+        # The uuid of one replica (a materialized view's inner table is named after it).
+        rows = conn.exec_driver_sql(
+            "SELECT database, name, any(engine), max(total_rows), max(has_own_data), any(toString(uuid)) "
+            f"FROM clusterAllReplicas({quote_literal(cluster)}, system.tables) WHERE {where} AND NOT is_temporary "
+            "GROUP BY database, name SETTINGS skip_unavailable_shards = 1"
+        ).all()
     inner = {(db, name): total for db, name, _, total, _, _ in rows if name.startswith(".inner")}
     wanted = set(names) if names is not None else None
     out: dict[str, Stored] = {}
@@ -93,20 +108,23 @@ def stored(conn, databases: list[str], names: list[str] | None = None) -> dict[s
         elif total is not None:
             out[full] = Stored(full, "table", int(total))
         elif own:
-            count = conn.exec_driver_sql(f"SELECT count() FROM {quote_name(full)}").scalar()
+            source = quote_name(full) if cluster is None else \
+                f"clusterAllReplicas({quote_literal(cluster)}, {quote_name(full)})"
+            count = conn.exec_driver_sql(f"SELECT count() FROM {source} SETTINGS skip_unavailable_shards = 1"
+                                         if cluster else f"SELECT count() FROM {source}").scalar()
             out[full] = Stored(full, "table", int(count))
         else:
             out[full] = Stored(full, f"{engine} table", None)
     return out
 
 
-def rows_at_risk(conn, objects: list[str]) -> dict[str, int]:
+def rows_at_risk(conn, objects: list[str], *, cluster: str | None = None) -> dict[str, int]:
     """Rows held by tables or materialized views (``db.table``) and columns (``db.table.column``).
 
     Only objects holding rows are in the result.
     """
     tables = {".".join(o.split(".")[:2]) for o in objects}
-    found = stored(conn, [t.split(".")[0] for t in tables], sorted(tables))
+    found = stored(conn, [t.split(".")[0] for t in tables], sorted(tables), cluster=cluster)
     columns = [o for o in objects if o.count(".") >= 2]
     present: set[str] = set()
     if columns:
@@ -126,9 +144,9 @@ def rows_at_risk(conn, objects: list[str]) -> dict[str, int]:
     return at_risk
 
 
-def unmanaged(conn, database: str, chain: set[str]) -> list[Stored]:
+def unmanaged(conn, database: str, chain: set[str], *, cluster: str | None = None) -> list[Stored]:
     """Objects in ``database`` other than ``chain`` (what revisions created or drop themselves)."""
-    return [s for name, s in sorted(stored(conn, [database]).items()) if name not in chain]
+    return [s for name, s in sorted(stored(conn, [database], cluster=cluster).items()) if name not in chain]
 
 
 def listing(items: list[str]) -> str:

@@ -242,10 +242,11 @@ class StepRecorder:
                     self._owned[rev.revision] = created | set(declared)
                     databases.append((name, rev.revision))
         objects += sorted(dropped - set(objects))
-        held = losses.rows_at_risk(conn, objects)
+        on = self.settings.cluster.name if self.settings.cluster is not None else None
+        held = losses.rows_at_risk(conn, objects, cluster=on)
         chain = dropped | set(objects)
         left = [s for db, rev_id in databases
-                for s in losses.unmanaged(conn, db, chain | self._owned[rev_id])]
+                for s in losses.unmanaged(conn, db, chain | self._owned[rev_id], cluster=on)]
         if not held and not left:
             return
         direction = "upgrade" if all(step.is_upgrade for step in steps) else "downgrade"

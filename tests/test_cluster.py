@@ -17,6 +17,7 @@ from app import cluster as cluster_mode
 from app import commands, ledger, users
 from app.canonical import MANAGED_DATABASES
 from app.engine import connect
+from app.errors import UsageError
 from app.runtime import StepFailed
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -323,3 +324,20 @@ def test_deploying_without_cluster_mode_is_refused_on_a_cluster_ledger(cluster, 
         commands.upgrade(urls["ch1"], "head")
     assert commands.status(urls["ch1"]).heads == ["0001"]
 
+
+
+def test_a_downgrade_counts_rows_on_every_replica_not_only_the_one_it_is_connected_to(cluster, urls):
+    """ch2 has not fetched the rows ch1 holds: DROP TABLE ON CLUSTER would delete them on ch1 too."""
+    commands.upgrade(urls["ch1"], "head", cluster=CLUSTER)
+    table = "zakaz.fact_qtickets_inventory_latest"  # 0009 creates it; its downgrade drops it (declared)
+    support.run_sql(urls["ch2"], f"SYSTEM STOP FETCHES {table}")
+    try:
+        support.run_sql(urls["ch1"], f"INSERT INTO {table} SELECT * FROM generateRandom() LIMIT 3")
+        assert support.run_sql(urls["ch2"], f"SELECT count() FROM {table}")[0] == [(0,)]
+        with pytest.raises(UsageError, match=r"downgrade would drop data: zakaz\.fact_qtickets_inventory_latest "
+                                             r"\(3 rows\)"):
+            commands.downgrade(urls["ch2"], "0008", cluster=CLUSTER)
+        assert support.run_sql(urls["ch1"], f"SELECT count() FROM {table}")[0] == [(3,)]
+        assert commands.status(urls["ch2"]).heads == ["0013"]
+    finally:
+        support.run_sql(urls["ch2"], f"SYSTEM START FETCHES {table}")

@@ -40,11 +40,16 @@ def _loss_allowed(impl) -> bool:
     return not _online(impl) or getattr(impl, "allow_data_loss", False)
 
 
+def _cluster_name(impl) -> str | None:
+    """The cluster a drop runs on: its rows are counted on every replica (app.losses.stored)."""
+    return impl.cluster.name if impl.cluster is not None else None
+
+
 def _refuse_rows(impl, objects: list[str]) -> None:
     """Right before a drop: rows may have arrived since the run was checked."""
     if _loss_allowed(impl):
         return
-    held = losses.rows_at_risk(impl.connection, objects)
+    held = losses.rows_at_risk(impl.connection, objects, cluster=_cluster_name(impl))
     if held:
         raise losses.DataLossRefused(
             f"refusing to drop {', '.join(f'{o} ({losses.row_count(n)})' for o, n in held.items())}: "
@@ -68,7 +73,7 @@ def drop_database(operations, operation: d.DropDatabase) -> None:
     announce(impl, "drop_database", name)
     if not _loss_allowed(impl):
         owned = getattr(impl, "step_owned", set())
-        left = losses.unmanaged(impl.connection, name, owned)
+        left = losses.unmanaged(impl.connection, name, owned, cluster=_cluster_name(impl))
         if left:
             raise losses.DataLossRefused(
                 f"refusing to drop database {name}: it holds objects no revision created: "
