@@ -188,14 +188,9 @@ class _Watcher(threading.Thread):
     def run(self) -> None:
         if self.stopped.wait(FIRST_REPORT):
             return
-        try:
-            query, close = self.open()
-        except Exception as exc:  # progress is best effort
-            log.debug("progress: no second connection: %s", exc)
-            return
-        try:
+        with polling(self.open, "progress") as query:
             sql = _poll_sql(self.tag)
-            while not self.stopped.is_set():
+            while query is not None and not self.stopped.is_set():
                 rows = query(sql)
                 if rows:
                     read, written, approx, elapsed = rows[0]
@@ -205,13 +200,31 @@ class _Watcher(threading.Thread):
                     if not self.stopped.is_set():
                         self.report(self.last)
                 self.stopped.wait(self.interval)
-        except Exception as exc:
-            log.debug("progress: polling stopped: %s", exc)
-        finally:
-            try:
-                close()
-            except Exception:
-                pass
+
+
+@contextmanager
+def polling(opener: Callable[[], tuple[Callable, Callable]], what: str) -> Iterator[Callable | None]:
+    """A watching thread's second connection: its ``query``, or None when it cannot be had; closed after.
+
+    Watching is best effort (here and in app.waiting): a connection that
+    cannot be opened, or a poll that fails, ends the watching, never the
+    statement watched.
+    """
+    try:
+        query, close = opener()
+    except Exception as exc:
+        log.debug("%s: no second connection: %s", what, exc)
+        yield None
+        return
+    try:
+        yield query
+    except Exception as exc:
+        log.debug("%s: polling stopped: %s", what, exc)
+    finally:
+        try:
+            close()
+        except Exception:
+            pass
 
 
 def tagged(sql: str, tag: str | None) -> str:

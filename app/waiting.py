@@ -270,24 +270,12 @@ class _Sentry(threading.Thread):
 
 
 def _watch(statement: _Statement) -> None:
-    try:
-        query, close = statement.open_connection()
-    except Exception as exc:  # waiting is best effort
-        log.debug("waiting: no second connection: %s", exc)
-        return
-    try:
-        while not statement.done.is_set():
+    with progress.polling(statement.open_connection, "waiting") as query:
+        while query is not None and not statement.done.is_set():
             wait = _read(query, statement)
             if wait is not None and not statement.done.is_set():
                 statement.output.say(wait, statement.where, statement.fields)
             statement.done.wait(POLL)
-    except Exception as exc:
-        log.debug("waiting: polling stopped: %s", exc)
-    finally:
-        try:
-            close()
-        except Exception:
-            pass
 
 
 _sentry: _Sentry | None = None

@@ -18,6 +18,7 @@ import pytest
 
 from app import progress
 from app.progress import Sample, format_count, format_duration, format_line
+from stderr_lines import StderrLines
 
 ROWS = 1_000_000
 COLUMNS = "id UInt64\nevent_id String\nd Date\nqty Int32"
@@ -103,26 +104,6 @@ def test_upgrade_downgrade_drill_and_smoke_pass_json_to_the_progress_choice(monk
 
 # --- a 1M-row rebuild ------------------------------------------------------------------------------
 
-class Recorder(io.TextIOBase):
-    """stderr as the watcher sees it: each line with the moment it was written."""
-
-    def __init__(self):
-        self.lines: list[tuple[float, str]] = []
-        self._buf = ""
-        self._lock = threading.Lock()
-
-    def isatty(self):
-        return False
-
-    def write(self, text):
-        with self._lock:
-            self._buf += text
-            while "\n" in self._buf:
-                line, self._buf = self._buf.split("\n", 1)
-                self.lines.append((time.monotonic(), line))
-        return len(text)
-
-
 def _rebuild_with_progress(conn, monkeypatch, db: str) -> tuple[list[tuple[float, dict]], float, float]:
     from alembic.operations import Operations
     from alembic.runtime.migration import MigrationContext
@@ -138,7 +119,7 @@ def _rebuild_with_progress(conn, monkeypatch, db: str) -> tuple[list[tuple[float
     # Small blocks make many parts, and a merge of them during the copy makes
     # the rebuild stop (rightly: rows written meanwhile could not be told apart).
     conn.exec_driver_sql(f"SYSTEM STOP MERGES {db}.t")
-    stderr = Recorder()
+    stderr = StderrLines()
     monkeypatch.setattr("sys.stderr", stderr)
     monkeypatch.setattr(progress, "_mode", progress.JSON)
     ctx = MigrationContext.configure(conn)
@@ -148,7 +129,7 @@ def _rebuild_with_progress(conn, monkeypatch, db: str) -> tuple[list[tuple[float
                                  partition_by="toYYYYMM(d)", copy="id, event_id, d, qty")
     t1 = time.monotonic()
     assert conn.exec_driver_sql(f"SELECT count(), max(id) FROM {db}.t").one() == (ROWS, ROWS - 1)
-    events = [(t, json.loads(line)) for t, line in stderr.lines]
+    events = [(t, json.loads(line)) for t, line in stderr.timed]
     assert all(e["event"] == "progress" and e["table"] == f"{db}.t" for _, e in events)
     return events, t0, t1
 
@@ -251,7 +232,7 @@ def test_a_rebuild_on_the_cluster_reports_progress(cluster, monkeypatch):
             conn.exec_driver_sql(f"INSERT INTO {db}.t SELECT number, toString(number % 5000), "
                                  f"toDate('2024-01-01') + number % 365, number % 100 FROM numbers({rows})")
             conn.exec_driver_sql(f"SYSTEM STOP MERGES {db}.t")  # see _rebuild_with_progress
-            stderr = Recorder()
+            stderr = StderrLines()
             monkeypatch.setattr("sys.stderr", stderr)
             monkeypatch.setattr(progress, "_mode", progress.JSON)
             ctx = MigrationContext.configure(conn)
@@ -266,13 +247,13 @@ def test_a_rebuild_on_the_cluster_reports_progress(cluster, monkeypatch):
             assert cluster.sql(node, f"SELECT count(), max(id) FROM {db}.t") == [(rows, rows - 1)], node
             assert cluster.sql(node, f"SELECT engine FROM system.tables WHERE database = '{db}' AND name = 't'") == [
                 ("ReplicatedMergeTree",)], node
-        events = [json.loads(line) for _, line in stderr.lines]
+        events = [json.loads(line) for line in stderr.lines]
         copies = [e for e in events if e["event"] == "progress"]
         *running, done = copies
         assert done["done"] is True and done["rows"] == rows and done["table"] == f"{db}.t", done
         assert running and all(not e["done"] for e in running), copies
         read = [e["rows"] for e in running]
         assert read == sorted(read) and any(0 < r < rows for r in read), read
-        assert cluster.password not in "\n".join(line for _, line in stderr.lines)
+        assert cluster.password not in "\n".join(stderr.lines)
     finally:
         cluster.sql("ch1", f"DROP DATABASE IF EXISTS {db} {on} SYNC")

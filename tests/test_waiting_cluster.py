@@ -5,9 +5,7 @@ see tests/test_cluster.py.
 """
 from __future__ import annotations
 
-import io
 import json
-import threading
 import uuid
 
 import pytest
@@ -15,30 +13,11 @@ import pytest
 from app import commands, progress
 from app.canonical import MANAGED_DATABASES
 from app.runtime import StepFailed
+from stderr_lines import StderrLines
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 CLUSTER = "zakaz"
-
-
-class Lines(io.TextIOBase):
-    """stderr as the watching thread writes it, in whole lines."""
-
-    def __init__(self):
-        self.lines: list[str] = []
-        self._buf = ""
-        self._lock = threading.Lock()
-
-    def isatty(self):
-        return False
-
-    def write(self, text):
-        with self._lock:
-            self._buf += text
-            while "\n" in self._buf:
-                line, self._buf = self._buf.split("\n", 1)
-                self.lines.append(line)
-        return len(text)
 
 
 def _reset(cluster) -> None:
@@ -58,7 +37,7 @@ def deploy_url(cluster) -> str:
 
 def test_ddl_waiting_for_a_stopped_replica_names_it_before_the_step_fails(cluster, deploy_url, monkeypatch):
     commands.upgrade(deploy_url, "0001", cluster=CLUSTER)
-    stderr = Lines()
+    stderr = StderrLines()
     monkeypatch.setattr("sys.stderr", stderr)
     monkeypatch.setattr(progress, "_mode", progress.JSON)
     cluster.stop("ch2")
