@@ -316,15 +316,17 @@ def users_apply(url, names, dry_run, cluster):
 @click.option("--url", default=None,
               help="Drill this database instead of a scratch one: it is migrated for real (needs --yes).")
 @click.option("--yes", is_flag=True, help="Confirm drilling the database given with --url.")
+@click.option("--allow-data-loss", is_flag=True,
+              help="With --url: let downgrades delete the rows they drop (refused, a drill failure, without it).")
 @json_option
-def drill(from_rev, to_rev, with_data, rows_per_table, seed, url, yes, as_json):
+def drill(from_rev, to_rev, with_data, rows_per_table, seed, url, yes, allow_data_loss, as_json):
     """Prove each revision can be undone: up, check, down, compare, up again.
 
     \b
     Runs on a scratch embedded database, removed afterwards; the configured
-    database ($ZAKAZ_DATABASE_URL) is never used.  Exit 1 names the first
-    revision whose downgrade does not restore the schema or loses data it
-    does not declare in DOWNGRADE_LOSES.
+    database ($ZAKAZ_DATABASE_URL) is used only when named with --url (and
+    --yes).  Exit 1 names the first revision whose downgrade does not
+    restore the schema or loses data it does not declare in DOWNGRADE_LOSES.
     """
     from app.drill import run_drill  # alembic (see the module docstring)
 
@@ -336,9 +338,8 @@ def drill(from_rev, to_rev, with_data, rows_per_table, seed, url, yes, as_json):
         )
     if not as_json:
         out.print_drill_header(mask_url(url) if url else None, with_data, rows_per_table, seed)
-    report = run_drill(url, from_rev, to_rev, with_data=with_data,
-                       rows_per_table=rows_per_table, seed=seed,
-                       progress=None if as_json else out.print_drill_result)
+    report = run_drill(url, from_rev, to_rev, with_data=with_data, rows_per_table=rows_per_table, seed=seed,
+                       progress=None if as_json else out.print_drill_result, allow_data_loss=allow_data_loss)
     out.emit(report.to_dict(), as_json, lambda _: out.print_drill_report(report))
     if not report.ok:
         sys.exit(EXIT_CHECK)
@@ -356,7 +357,7 @@ def lint(revisions, script_location, as_json):
     the schema; views read only what exists; keys are deterministic; data
     loss is declared (UPGRADE_LOSES / DOWNGRADE_LOSES); DDL is re-runnable;
     grants name existing objects; one head; docstrings.  Rules are listed in
-    app/lint.py.  Exit 1 on errors (warnings alone exit 0).
+    app/lint/__init__.py.  Exit 1 on errors (warnings alone exit 0).
     """
     from app.lint import lint_revisions  # alembic (see the module docstring)
 

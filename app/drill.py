@@ -216,18 +216,22 @@ class _Run:
     seed: int
     today: dt.date
     probe: DataProbe
+    # Downgrades (and upgrades declaring losses) may delete the rows they
+    # drop: always on the scratch database, on a given one only when asked.
+    allow_loss: bool = True
 
 
 def run_drill(url: str | None = None, from_rev: str | None = None, to_rev: str | None = None,
               with_data: bool = False, script_location: str | None = None,
               rows_per_table: int = 20, seed: int = 0, *, today: dt.date | None = None,
-              progress=None) -> DrillReport:
+              progress=None, allow_data_loss: bool = False) -> DrillReport:
     """Drill every revision from ``from_rev`` (default: the first not applied) to ``to_rev`` (default: head).
 
     ``url=None`` drills a scratch embedded database, removed afterwards; a
     given ``url`` is migrated for real (the CLI asks for --yes), and with
-    data, sample rows are written into its empty tables.  ``progress``
-    receives each RevisionResult as it finishes.
+    data, sample rows are written into its empty tables; there a step that
+    would delete rows is refused (a failure of the drill) unless
+    ``allow_data_loss``.  ``progress`` receives each RevisionResult as it finishes.
     """
     today = today or dt.date.today()
     t0 = time.perf_counter()
@@ -246,7 +250,8 @@ def run_drill(url: str | None = None, from_rev: str | None = None, to_rev: str |
             rows_per_table=rows_per_table, seed=seed, start=walk.start or "base",
             end=walk.revisions[-1].revision,
         )
-        run = _Run(conn, db_url, migrate, with_data, rows_per_table, seed, today, DataProbe(conn))
+        run = _Run(conn, db_url, migrate, with_data, rows_per_table, seed, today, DataProbe(conn),
+                   allow_loss=scratch or allow_data_loss)
         snap = _snapshot(conn, with_data)
         if with_data and fill_empty_tables(conn, snap, rows_per_table, seed, today):
             snap = with_fresh_parts(conn, snap, MANAGED_DATABASES)
@@ -271,10 +276,12 @@ def _step(run: _Run, result: RevisionResult, direction: str, target: str,
     """
     try:
         if direction == "upgrade":
-            events = commands.upgrade(run.url, target, allow_data_loss=allow_loss, **run.migrate)
+            events = commands.upgrade(run.url, target, allow_data_loss=allow_loss and run.allow_loss,
+                                      **run.migrate)
         else:
-            # The drill exists to exercise downgrades: dropping sample rows is the point.
-            events = commands.downgrade(run.url, target, allow_data_loss=True, **run.migrate)
+            # The drill exists to exercise downgrades: dropping sample rows is the point
+            # (a given database's own rows only with --allow-data-loss).
+            events = commands.downgrade(run.url, target, allow_data_loss=run.allow_loss, **run.migrate)
     except Exception as exc:
         result.failures.append(f"{direction} failed: {_one_line(exc)}")
         return None

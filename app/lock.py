@@ -4,8 +4,13 @@ ClickHouse has no row locks or transactions, and UPDATE/DELETE are
 mutations, so the lock is insert-only like the ledger: each deploy inserts a
 claim (with an expiry), then reads the live claims; the oldest live claim
 wins.  The loser withdraws its claim (another insert) and waits, bounded.  A
-claim left by a dead process expires on its own.  Inserts on one server are
-visible to the next read, which is all the protocol needs.
+claim left by a dead process expires on its own; one of a process that is
+gone from this very host (same host name and process namespace, the pid no
+longer running: a deploy killed with -9) is released at once instead of
+after the ttl.  The holder renews its claim every ttl/3 from a thread on a
+second connection, so a deploy longer than the ttl (a rebuild of a big
+table) keeps the lock.  Inserts on one server are visible to the next read,
+which is all the protocol needs.
 
 On the embedded engine the directory lock chDB takes is the guard: a second
 process cannot even open the database (see app.dbapi).
@@ -23,9 +28,12 @@ hours.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
+import re
 import socket
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -35,6 +43,8 @@ from app import waiting
 from app.errors import UsageError
 from app.sql import quote_literal
 from app.insert_order import next_seq_sql
+
+log = logging.getLogger("zakaz_schema")
 
 LOCK_TABLE = "zakaz_schema_lock"
 DEFAULT_WAIT_SECONDS = 60.0
@@ -106,7 +116,7 @@ def deploy_lock(conn, schema: str, *, wait: float = DEFAULT_WAIT_SECONDS,
     ``create_table=False``: the caller made sure the table exists
     (``ledger.ensure(..., lock=True)`` does, without DDL when it is there).
     """
-    owner = owner or f"pid {os.getpid()} on {socket.gethostname()}"
+    owner = owner or default_owner()
     if create_table:
         cluster_mode.run_ddl(conn, lock_ddl(schema, cluster=cluster), cluster)
     deadline = time.monotonic() + wait
@@ -125,6 +135,12 @@ def deploy_lock(conn, schema: str, *, wait: float = DEFAULT_WAIT_SECONDS,
         if _won(claims, claim_id):
             break
         _insert(conn, schema, claim_id, owner, "release", ttl)
+        dead = [(c, o) for c, o, _ in claims if c != claim_id and _gone_from_here(o)]
+        for dead_claim, dead_owner in dead:
+            log.warning("released the deploy lock of %s: that process is no longer running on this host", dead_owner)
+            _insert(conn, schema, dead_claim, f"{owner}, for {dead_owner} (gone)", "release", ttl)
+        if dead:
+            continue
         holder = next((o for c, o, _ in claims if c != claim_id), "another deploy")
         if time.monotonic() >= deadline:
             raise LockTimeout(
@@ -134,7 +150,70 @@ def deploy_lock(conn, schema: str, *, wait: float = DEFAULT_WAIT_SECONDS,
         notice.held_by(holder)
         # Jitter: two deploys that tied would otherwise tie again.
         time.sleep(poll * random.uniform(0.5, 1.5))
+    renewal = _Renewal(conn, schema, claim_id, owner, ttl)
+    renewal.start()
     try:
         yield claim_id
     finally:
+        renewal.stop.set()
+        renewal.join()
         _insert(conn, schema, claim_id, owner, "release", ttl)
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")  # e.g. pid:[4026531836]
+    except OSError:
+        return ""
+
+
+def default_owner() -> str:
+    """Who claims: this process, this host and, where there is one, its process namespace
+    (containers on one host share a host name, each with its own pids)."""
+    ns = _pid_namespace()
+    return f"pid {os.getpid()} on {socket.gethostname()}" + (f" ({ns})" if ns else "")
+
+
+_OWNER = re.compile(r"^pid (\d+) on (\S+) \((pid:\[\d+\])\)$")
+
+
+def _gone_from_here(owner: str) -> bool:
+    """A claim of a process of this host and namespace that is no longer running."""
+    m = _OWNER.match(owner)
+    if not m or m.group(2) != socket.gethostname() or m.group(3) != _pid_namespace():
+        return False
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (another user's): alive
+        return False
+    return False
+
+
+class _Renewal(threading.Thread):
+    """Renews a held claim every ttl/3 on a connection of its own (the deploy's is busy).
+
+    Best effort: if it cannot, the claim expires as a dead deploy's would.
+    """
+
+    def __init__(self, conn, schema: str, claim_id: str, owner: str, ttl: float):
+        super().__init__(name="zakaz-lock-renewal", daemon=True)
+        self.engine, self.schema, self.claim_id, self.owner, self.ttl = conn.engine, schema, claim_id, owner, ttl
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        conn = None
+        try:
+            while not self.stop.wait(self.ttl / 3):
+                if conn is None:
+                    conn = self.engine.connect()
+                _insert(conn, self.schema, self.claim_id, self.owner, "claim", self.ttl)
+        except Exception as exc:
+            log.debug("deploy lock: renewal stopped: %s", exc)
+        finally:
+            if conn is not None:
+                conn.close()

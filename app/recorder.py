@@ -145,6 +145,13 @@ class StepRecorder:
         self._heads = ledger.current_heads(rows)
         problem = ledger.open_problem(rows)
         runs_revisions = any(hasattr(step, "revision") for step in planned)
+        if problem and problem["direction"] == "adopt":
+            # A stamp settles the latest step: it would hide the half-done
+            # adoption (and a half-rebuilt table) from status and upgrade.
+            raise MigrationBlocked(
+                f"an adoption at {problem['revision']} is {problem['state']}; finish it with "
+                "`zakaz-schema adopt --apply` (it resumes where it stopped); nothing was changed"
+            )
         # An empty plan too: "Nothing to do" on top of a failed downgrade would
         # hide it (a stamp, which settles nothing, plans stamp steps).
         if problem and (runs_revisions or not planned) and not self.settings.resume:

@@ -143,3 +143,22 @@ def test_a_canonical_schema_that_does_not_load_is_one_line_in_every_command(brok
         assert done.stderr.strip() == (f"Error: the canonical schema (app/canonical.py) does not load: {expected} "
                                        f"at line {lines + 1}; nothing was changed. Fix the file (--debug shows "
                                        "the traceback)"), args
+
+
+# --- an adoption left half done ------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [("stamp", "0004"), ("stamp", "0004", "--purge", "--yes"), ("upgrade",)])
+def test_nothing_but_adopt_settles_an_adoption_left_half_done(database_at, args):
+    """A stamp would settle the latest step and hide the adoption (and its half-rebuilt table)."""
+    url = database_at("0001")
+    with connect(url) as conn:
+        conn.exec_driver_sql(f"DROP TABLE default.{ledger.LEDGER_TABLE}")
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS default.{ledger.VERSION_VIEW}")
+        for sql in ledger.ledger_ddl("default"):
+            conn.exec_driver_sql(sql)
+        ledger.write(conn, "default", ledger.Row("s1", "0004", "adopt", "started", [], "adopting at 0004: 3 operation(s)"))
+    before = _ledger_rows(url)
+    result = _cli(*args, url=url)
+    assert result.exit_code == 2, result.output
+    assert "adoption at 0004 is interrupted" in result.stderr and "zakaz-schema adopt --apply" in result.stderr
+    assert _ledger_rows(url) == before

@@ -2,6 +2,7 @@
 up/down/up with data, and broken downgrades are caught and named."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from app.cli import main
 from app.drill import DrillError, run_drill
 from app.engine import connect
 from app.losses import DOWNGRADE, declared
+from app.sample_data import load_sample
 
 
 def chain(script_location: str | None = None) -> list:
@@ -168,6 +170,24 @@ def test_drill_on_a_given_database_starts_where_it_is(database_at):
         assert conn.exec_driver_sql("SELECT count() FROM zakaz.dim_events").all() == [(20,)]
     with pytest.raises(DrillError, match="nothing to drill: the database is already at 0013"):
         run_drill(db_url)
+
+
+@pytest.mark.slow
+def test_drill_on_a_given_database_deletes_its_rows_only_when_allowed(database_at):
+    """0009's downgrade drops the table its upgrade filled from the rows already there (declared):
+    on a real database, the drill is refused there unless --allow-data-loss."""
+    db_url = database_at("0008")
+    with connect(db_url) as conn:
+        load_sample(conn, rows_per_table=5, seed=1, today=dt.date(2026, 11, 1))
+    report = run_drill(db_url, to_rev="0009")
+    assert not report.ok
+    assert "would drop data: zakaz.fact_qtickets_inventory_latest" in report.failures[0]
+    assert "--allow-data-loss" in report.failures[0]
+    with connect(db_url) as conn:  # the refused downgrade dropped nothing
+        assert conn.exec_driver_sql("SELECT count() FROM zakaz.fact_qtickets_inventory_latest").scalar() > 0
+    commands.downgrade(db_url, "0008", allow_data_loss=True)
+    allowed = run_drill(db_url, to_rev="0009", allow_data_loss=True)
+    assert allowed.ok, allowed.failures
 
 
 # --- CLI -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ revision back (tests/chain_templates.py) holding sample rows."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -345,6 +346,46 @@ def test_expired_lock_does_not_block(db_url):
         assert live_claims(conn, "default") == []
         with deploy_lock(conn, "default", owner="next deploy", wait=0.1):
             assert [o for _, o in live_claims(conn, "default")] == ["next deploy"]
+
+
+def test_a_held_claim_is_renewed_past_its_ttl(db_url):
+    """A deploy longer than the lock's ttl (a big rebuild) keeps the lock: its thread renews the claim."""
+    from app.lock import LockTimeout, deploy_lock, live_claims
+
+    with connect(db_url) as conn:
+        with deploy_lock(conn, "default", owner="long deploy", ttl=1.2):
+            time.sleep(2.0)  # past the ttl: renewed at 0.4 s, 0.8 s, ...
+            with pytest.raises(LockTimeout, match="long deploy"):
+                with deploy_lock(conn, "default", owner="next deploy", wait=0.2, poll=0.1):
+                    pytest.fail("two deploys held the lock")
+            assert [o for _, o in live_claims(conn, "default")] == ["long deploy"]
+        assert live_claims(conn, "default") == []
+
+
+def test_the_claim_of_a_process_gone_from_this_host_is_released_at_once(db_url):
+    import socket
+
+    from app.lock import LockTimeout, _insert, _pid_namespace, deploy_lock, live_claims, lock_ddl
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    here = f"on {socket.gethostname()} ({_pid_namespace()})"
+    try:
+        with connect(db_url) as conn:
+            conn.exec_driver_sql(lock_ddl("default"))
+            _insert(conn, "default", "killed", f"pid {gone.stdout.strip()} {here}", "claim", ttl=900)
+            with deploy_lock(conn, "default", owner="next deploy", wait=0.5):  # no 900 s wait
+                assert [o for _, o in live_claims(conn, "default")] == ["next deploy"]
+            # A process still running, or one on another host: its claim stands.
+            for owner in (f"pid {alive.pid} {here}", f"pid {gone.stdout.strip()} on another-host (pid:[1])"):
+                _insert(conn, "default", owner, owner, "claim", ttl=900)
+                with pytest.raises(LockTimeout, match=re.escape(owner)):
+                    with deploy_lock(conn, "default", owner="next deploy", wait=0.3, poll=0.1):
+                        pytest.fail("a live claim was released")
+                _insert(conn, "default", owner, owner, "release", ttl=900)
+    finally:
+        alive.kill()
 
 
 def test_embedded_lock_second_process_one_line(db_url):
