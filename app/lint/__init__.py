@@ -4,7 +4,9 @@ Rules (E error, W warning); a finding names its rule, revision, line and what is
 
 * ``syntax`` (E): a revision file does not compile; nothing else is checked
   (no command can load the chain), and the finding names the file and line.
-* ``docstring`` (E): the revision module has no docstring.
+* ``docstring`` (E): the revision module has no docstring, or the template's TODOs.
+* ``docstring-why`` (W): the docstring lists the changes (``- ...`` lines, as
+  ``new --autogenerate`` writes them) and only its ``Why: TODO`` line is left.
 * ``heads`` (E): the chain has more than one head.
 * ``offline-sql`` (E): the revision cannot be rendered as offline SQL (``zakaz-schema sql``).
 * ``replay-upgrade`` (E): the upgrade fails on top of its predecessor.
@@ -123,7 +125,14 @@ def lint_revisions(revisions: Sequence[str] | None = None, *,
             heads = [r for r in revs if linter._is_head(r.id)]
             for rev in revs:
                 doc = (rev.module.__doc__ or "").strip()
-                if not doc or "TODO" in doc:
+                todo = [line.strip() for line in doc.splitlines() if "TODO" in line]
+                listed = any(line.strip().startswith("- ") for line in doc.splitlines())
+                if todo and listed and all(line.startswith("Why: TODO") for line in todo):
+                    # new --autogenerate lists the changes and the losses and
+                    # leaves only the reason to the author: a reminder, not an error.
+                    linter.report("docstring-why", rev, f"revision {rev.id}'s docstring still says "
+                                  "`Why: TODO`: say why, in a sentence or two (the changelog line)", ("TODO",), None)
+                elif not doc or todo:
                     linter.report("docstring", rev, f"revision {rev.id} has "
                                   f"{'the template' + chr(39) + 's TODO in its' if doc else 'no'} docstring: "
                                   "say what changes and why, and what a downgrade loses", ("TODO",), None)

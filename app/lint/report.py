@@ -9,6 +9,7 @@ ERROR, WARNING = "error", "warning"
 RULES: dict[str, str] = {
     "syntax": ERROR,
     "docstring": ERROR,
+    "docstring-why": WARNING,
     "heads": ERROR,
     "offline-sql": ERROR,
     "replay-upgrade": ERROR,
