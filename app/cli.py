@@ -217,7 +217,8 @@ def verify(url, as_json, strict):
     result.update(pending=[p["revision"] for p in st.pending] if managed else [], heads=st and st.heads)
     payload = {"url": result["url"], "ok": not fatal, "objects": result["objects"],
                "findings": [f.to_dict() for f in result["findings"]], "changed_files": result["changed_files"],
-               "canonical_ahead": result["canonical_ahead"], "pending": result["pending"]}
+               "canonical_ahead": result["canonical_ahead"], "pending": result["pending"],
+               "unmanaged_objects": result["unmanaged_objects"], "adoption": result["adoption"]}
     out.emit(payload, as_json, lambda _: out.print_verify(result, strict))
     if fatal or (strict and result["changed_files"]):
         sys.exit(EXIT_CHECK)

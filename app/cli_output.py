@@ -84,8 +84,7 @@ def print_status(st) -> None:
     echo(f"engine:    {st.engine} (ClickHouse {st.server_version})")
     echo(f"heads:     {', '.join(st.heads) or 'base (nothing applied)'}")
     if st.unmanaged_objects:
-        echo(f"UNMANAGED: no ledger, but zakaz/meta/bi hold {st.unmanaged_objects} objects: "
-                   "built by the old SQL files? see `zakaz-schema adopt`")
+        echo(unmanaged_line(st.unmanaged_objects))
     if st.version_problem:
         echo(f"PROBLEM:   {st.version_problem}")
     elif st.pending:
@@ -98,9 +97,12 @@ def print_status(st) -> None:
         p = st.problem
         detail = f" at statement {p['failed_statement']}: {p['error']}" if p["state"] == "failed" else ""
         echo(f"PROBLEM:   {p['direction']} {p['revision']} {p['state']}{detail}")
-        by_hand = "applied" if p["direction"] == "upgrade" else "reverted"
-        echo(f"           fix the cause, then {st.resume} "
-                   f"(or `zakaz-schema repair {p['revision']} --mark-{by_hand}` if it was finished by hand)")
+        if p["direction"] == "adopt":  # no repair marks an adoption done: it resumes where it stopped
+            echo(f"           fix the cause, then {st.resume}")
+        else:
+            by_hand = "applied" if p["direction"] == "upgrade" else "reverted"
+            echo(f"           fix the cause, then {st.resume} "
+                 f"(or `zakaz-schema repair {p['revision']} --mark-{by_hand}` if it was finished by hand)")
     for s in st.skipped:
         echo(f"skipped:   {s['revision']}: {len(s['statements'])} access statement(s) not run (embedded engine)")
     for c in st.changed_files:
@@ -108,6 +110,12 @@ def print_status(st) -> None:
     if getattr(st, "canonical_ahead", None):
         echo("AHEAD:     the canonical schema (app/canonical.py) is ahead of the chain: "
              "run `zakaz-schema new --autogenerate`")
+
+
+def unmanaged_line(objects: int) -> str:
+    """A database with no ledger whose warehouse databases hold objects: what `status` and `verify` say."""
+    return (f"UNMANAGED: no ledger, but zakaz/meta/bi hold {objects} objects: "
+            "built by the old SQL files? see `zakaz-schema adopt`")
 
 
 def print_history(rows: list[dict]) -> None:
@@ -127,8 +135,14 @@ def print_verify(result: dict, strict: bool) -> None:
         echo(("" if f.fatal else "note: ") + str(f))
     for c in result["changed_files"]:
         echo(f"{'error' if strict else 'warning'}: revision {c['revision']}: {c['problem']}")
+    if result.get("unmanaged_objects"):
+        echo(unmanaged_line(result["unmanaged_objects"]))
+    adoption = result.get("adoption")
     if not fatal:
         echo(f"OK: {result['objects']} objects match the canonical schema")
+    elif adoption:
+        echo(f"ADOPTING: {len(fatal)} finding(s); the adoption at {adoption['revision']} is {adoption['state']} "
+             "(`upgrade` refuses until it is done): run `zakaz-schema adopt --apply` to finish it, then verify again")
     elif result.get("canonical_ahead"):
         echo(f"AHEAD: {len(fatal)} finding(s): the database is what the chain builds, and the canonical "
                    "schema is ahead of the chain: run `zakaz-schema new --autogenerate`")
@@ -202,8 +216,13 @@ def print_smoke_report(report) -> None:
 
 
 def print_adoption_plan(plan) -> None:
-    echo(f"database:  {plan.url} (ClickHouse {plan.server_version}); no ledger; "
-               f"{plan.objects} object(s) in zakaz, meta, bi")
+    if plan.resume:
+        ledger_state = (f"an adoption in progress (step {plan.resume['steps_done']} of "
+                        f"{plan.resume['steps_total']} done)")
+    else:
+        ledger_state = "an empty ledger" if plan.empty_ledger else "no ledger"
+    echo(f"database:  {plan.url} (ClickHouse {plan.server_version}); {ledger_state}; "
+         f"{plan.objects} object(s) in zakaz, meta, bi")
     if plan.revision is None:
         echo("matches:   no revision")
     else:
@@ -231,8 +250,8 @@ def print_adoption_plan(plan) -> None:
         echo(f"repair plan: {len(plan.operations)} operation(s)"
                    + (f", {len(lossy)} of them LOSE DATA (need --allow-data-loss)" if lossy else ", every row kept"))
         for n, op in enumerate(plan.operations, 1):
-            risk = f"  [LOSES DATA: {op.rows_at_risk} row(s) of {', '.join(op.loses)}]" if op.loses_data else ""
-            echo(f"  {n:>2}. {op.kind} {op.target}: {op.reason}{risk}")
+            # A losing operation's reason ends with what it loses, in how many rows (said once).
+            echo(f"  {n:>2}. {op.kind} {op.target}: {op.reason}")
             for sql in op.statements:
                 line = " ".join(sql.split())
                 echo(f"        {line[:157] + '...' if len(line) > 160 else line}")
@@ -259,10 +278,21 @@ def print_adoption_result(plan, result) -> None:
         echo(("" if f.fatal else "note: ") + str(f))
     for change in result.data_changes:
         echo(f"ROWS CHANGED: {change}")
+    from app.losses import row_count  # noqa: PLC0415 - adopt's commands only
+
     fatal = [f for f in result.findings if f.fatal]
+    allowed = result.allowed_losses
+    for loss in allowed:
+        how = f"changed by the conversion to {loss['converted_to']}" if loss["converted_to"] else "lost"
+        what = "" if loss["loses"] == [loss["target"]] else f"{', '.join(loss['loses'])} "
+        echo(f"LOST (allowed): {loss['operation']} {loss['target']}: {what}{how} in {row_count(loss['rows'])}")
     if result.ok:
-        echo(f"OK: adopted at {plan.revision}, upgraded to head, verify passes; "
-                   f"{result.checked_tables} table(s) have every row (counts and checksums unchanged)")
+        kept = "counts and checksums unchanged"
+        if result.unchecked:
+            kept += f"; checksums compared on every column but {', '.join(result.unchecked)}, lost as listed"
+        echo(f"OK: adopted at {plan.revision}, upgraded to head, verify passes"
+             + (f"; {len(allowed)} loss(es) allowed with --allow-data-loss, as listed" if allowed else "")
+             + f"; {result.checked_tables} table(s) have every row ({kept})")
     else:
         echo(f"FAILED: {len(fatal)} verify finding(s), {len(result.data_changes)} table(s) changed")
 

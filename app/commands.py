@@ -268,12 +268,22 @@ def verify(url: str | None = None, *, cluster: str | None = None) -> dict:
     script = script_directory(alembic_config(url))
     # Only a database that differs pays for the replay (cached by the chain's checksum).
     ahead = any(f.fatal for f in findings) and canonical_ahead(live, CANONICAL, ledger.current_heads(rows))
+    if not any(f.fatal for f in findings):
+        # Kept for status (app.canonical_verdict) when the replay is cached already.
+        chain_behind_canonical(replay=False)
+    # Why a database differs may be that it is not managed yet (no ledger:
+    # built by the old SQL files, counted as `status` counts it) or half adopted.
+    problem = ledger.open_problem(rows)
+    adoption = ({"revision": problem["revision"], "state": problem["state"], "step_id": problem["step_id"]}
+                if problem and problem["direction"] == "adopt" else None)
     return {
         "url": mask_url(url),
         "findings": findings,
         "changed_files": changed_files(script, rows),
         "objects": len(live),
         "canonical_ahead": ahead,
+        "unmanaged_objects": 0 if rows else len(live),
+        "adoption": adoption,
     }
 
 

@@ -276,6 +276,8 @@ class StepRecorder:
         )
 
     def _settle(self, problem: dict) -> str:
+        if problem["direction"] == "adopt":
+            return resume_command(self.script, problem)  # no repair marks an adoption done
         by_hand = "applied" if problem["direction"] == "upgrade" else "reverted"
         return (f"{resume_command(self.script, problem)} (or `zakaz-schema repair {problem['revision']} "
                 f"--mark-{by_hand}` if it was finished by hand)")

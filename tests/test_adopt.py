@@ -196,7 +196,8 @@ def test_partially_hand_fixed_state_0005_0007_and_0008_column_without_0006(db_ur
     assert plan.ahead == [
         {"object": "zakaz.fact_qtickets_sales", "column": "_loaded_at", "revision": "0005", "matches": True},
         {"object": "zakaz.stg_qtickets_api_orders_raw", "column": "order_id", "revision": "0007", "matches": True},
-        {"object": "zakaz.stg_qtickets_sheets_inventory", "column": "", "revision": "0008", "matches": True},
+        # 0008's table with the column but not 0008's partition key: rebuilt below.
+        {"object": "zakaz.stg_qtickets_sheets_inventory", "column": "", "revision": "0008", "matches": False},
     ]
     # 0008 would rebuild the table copying only the columns it knows, and
     # the hand-added _loaded_at would lose its values: the plan rebuilds it
@@ -357,7 +358,7 @@ def test_conversion_that_changes_values_is_listed_with_rows_and_needs_the_flag(d
     assert plan.adoptable and plan.revision == "0004"
     [lossy] = plan.lossy_operations
     assert (lossy.kind, lossy.target, lossy.rows_at_risk) == ("modify_column", "zakaz.fact_qtickets_sales.revenue", lost)
-    assert f"LOSES zakaz.fact_qtickets_sales.revenue in {lost} row(s)" in lossy.reason
+    assert f"LOSES zakaz.fact_qtickets_sales.revenue in {lost} row{'s' if lost > 1 else ''}" in lossy.reason
     with pytest.raises(adopt.DataLossRefused, match=rf"zakaz.fact_qtickets_sales.revenue \({lost} rows\)"):
         adopt.apply_adoption(db_url, plan, cache_dir=cache)
     result = CliRunner().invoke(main, ["adopt", "--apply", "--url", db_url])

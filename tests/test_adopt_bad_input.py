@@ -12,7 +12,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from app import adopt, ledger
+from app import adopt, ledger, replay
 from app.cli import main
 from app.config import PROJECT_ROOT
 from app.engine import connect
@@ -105,7 +105,8 @@ def test_rows_written_during_the_rebuild_stop_it_the_table_stays_and_the_message
     assert ledger.current_heads(rows) == []
     # `upgrade` does not run over a half-adopted database.
     refused = CliRunner().invoke(main, ["upgrade", "--url", db_url])
-    assert refused.exit_code != 0 and "adopt is failed" in refused.output, refused.output
+    assert refused.exit_code != 0 and "adoption at 0004 is failed" in refused.output, refused.output
+    assert "--mark-" not in refused.output
 
     # Writes paused: the same command resumes the adoption in the same ledger step.
     monkeypatch.undo()
@@ -144,6 +145,13 @@ def test_a_crash_after_the_swap_is_resumed_not_copied_again(db_url, cache, monke
 
     resumed = adopt.plan_adoption(db_url, cache_dir=cache)
     assert resumed.resume and f"{table}__rebuild is left from an interrupted rebuild" in " ".join(resumed.notes)
+    # The steps before the interrupted one are done, and the plan says so (not "no ledger").
+    done = [op.target for op in plan.operations].index(table)
+    assert done >= 1 and (resumed.resume["steps_done"], resumed.resume["steps_total"]) == (done, len(plan.operations))
+    monkeypatch.setattr(replay, "cache_dirs", lambda _=None: [cache])
+    header = CliRunner().invoke(main, ["adopt", "--url", db_url]).output.splitlines()[0]
+    assert f"; an adoption in progress (step {done} of {len(plan.operations)} done); " in header, header
+    monkeypatch.undo()
     [finish] = [op for op in resumed.operations if op.kind == "rebuild_table"]
     assert finish.target == table and finish.reason.startswith("finish the interrupted rebuild")
     copies = []

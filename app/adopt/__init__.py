@@ -28,7 +28,9 @@ Such databases have no ledger and each drifted its own way (warehouse.md,
    rebuild stopped half-way is finished by rebuild_table's re-run rules).
    Then the stamp (status ``stamped``: ``alembic_version`` reads R),
    ``upgrade head``, ``verify``, and the content measured again over the
-   columns that existed before.
+   columns that existed before, less what the plan's allowed losses drop or
+   change (the result lists those losses with their rows, and the columns
+   the checksums left out).
 
 3. **Review.**  ``adoption_sql`` writes the whole plan as one SQL script: per
    table its rows and operations, then every statement (app.adopt.running

@@ -137,10 +137,12 @@ def _run_steps(conn, schema_name: str, fresh: AdoptionPlan, step_id: str, allow_
                 ledger.write(conn, schema_name, _row(
                     fresh, step_id, "failed", f"step {k}/{total}: {op.reason}", started_at=started,
                     finished_at=dt.datetime.now(), failed_statement=k, error=error[:2000]))
+                done = ("no step is done" if k == 1 else "step 1 is done and recorded in the ledger" if k == 2
+                        else f"steps 1..{k - 1} are done and recorded in the ledger")
+                fix = "pause the writes if any" if isinstance(exc, RebuildStopped) else "fix the cause"
                 raise AdoptionStepFailed(
-                    f"adoption step {k}/{total} ({op.kind} {op.target}) failed: {error}; steps 1..{k - 1} are "
-                    "done and recorded in the ledger; fix the cause, then run `zakaz-schema adopt --apply` "
-                    "again to resume from this step") from None
+                    f"adoption step {k}/{total} ({op.kind} {op.target}) failed: {error}; {done}; {fix}, then run "
+                    "`zakaz-schema adopt --apply` again to resume from this step (it retries this one)") from None
             if reporter:
                 reporter({"kind": "operation", "operation": op.kind, "target": op.target,
                           "statements": len(op.statements)})
@@ -167,7 +169,7 @@ def apply_adoption(url: str | None, plan: AdoptionPlan, *, allow_data_loss: bool
     if lossy and not allow_data_loss:
         raise DataLossRefused(
             "the plan would lose data: "
-            + "; ".join(f"{op.kind} {op.target} ({op.rows_at_risk} rows)" for op in lossy)
+            + "; ".join(f"{op.kind} {op.target} ({losses.row_count(op.rows_at_risk)})" for op in lossy)
             + "; back it up, then re-run with --allow-data-loss"
         )
     lost = {item for op in fresh.operations if op.loses for item in op.loses}
@@ -246,9 +248,10 @@ def apply_adoption(url: str | None, plan: AdoptionPlan, *, allow_data_loss: bool
         if isinstance(was, str):
             changes.append(f"{name}: could not be read before adoption ({was})")
         elif now != was:
-            changes.append(f"{name}: {was[0]} rows, checksum {was[1]} before; "
-                           + (f"{now[0]} rows, checksum {now[1]} after" if isinstance(now, tuple) else str(now)))
-    return AdoptionResult(fresh, steps, verified["findings"], changes, len(before))
+            changes.append(f"{name}: {losses.row_count(was[0])}, checksum {was[1]} before; "
+                           + (f"{losses.row_count(now[0])}, checksum {now[1]} after" if isinstance(now, tuple)
+                              else str(now)))
+    return AdoptionResult(fresh, steps, verified["findings"], changes, len(before), unchecked=sorted(lost))
 
 
 def explain_refusal(plan: AdoptionPlan) -> str:

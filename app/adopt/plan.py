@@ -89,6 +89,7 @@ class AdoptionPlan:
     tables: dict[str, int] = field(default_factory=dict)  # row count of every managed table
     # Tables of clickhouse-migrations found ("db.table" -> applied files), imported as history.
     imported: dict[str, list[dict]] = field(default_factory=dict)
+    empty_ledger: bool = False  # a ledger with no row (an adoption stopped before its first), reused
 
     @property
     def adoptable(self) -> bool:
@@ -114,6 +115,8 @@ class AdoptionPlan:
             "imported": {t: [{**e, "applied_at": str(e["applied_at"])} for e in entries]
                          for t, entries in self.imported.items()},
             "resuming": self.resume["step_id"] if self.resume else None,
+            "resumed_after": ({k: self.resume[k] for k in ("steps_done", "steps_total")}
+                              if self.resume else None),
         }
 
 
@@ -124,14 +127,24 @@ class AdoptionResult:
     findings: list  # app.verify.Finding, from verify after the upgrade
     data_changes: list[str]  # tables whose content differs from before (should be empty)
     checked_tables: int
+    # What the content check left out ("db.table" or "db.table.column"): what
+    # the plan's operations drop or change, allowed with --allow-data-loss.
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not [f for f in self.findings if f.fatal] and not self.data_changes
+
+    @property
+    def allowed_losses(self) -> list[dict]:
+        """Each operation that lost something (allowed), with what and in how many rows."""
+        return [{"operation": op.kind, "target": op.target, "loses": list(op.loses), "rows": op.rows_at_risk,
+                 "converted_to": op.converts_to.get(op.target)} for op in self.plan.lossy_operations]
 
     def to_dict(self) -> dict:
         return {
             "ok": self.ok, "revision": self.plan.revision, "plan": self.plan.to_dict(),
             "steps": self.steps, "findings": [f.to_dict() for f in self.findings],
             "data_changes": self.data_changes, "checked_tables": self.checked_tables,
+            "allowed_losses": self.allowed_losses, "checksums_without": self.unchecked,
         }

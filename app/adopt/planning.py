@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
-from app import ledger, planner
+from app import ledger, losses, planner
 from app.adopt.plan import AdoptionPlan, AlreadyManaged
 from app.adopt.repairs import ACCESS_CALLS, operations_from
 from app.adopt import imported, running
@@ -55,7 +56,27 @@ def _in_progress(rows: list[dict]) -> dict | None:
         recorded = json.loads(message[message.index(BEFORE_MARK) + len(BEFORE_MARK):])
     except ValueError:
         return None
-    return {"step_id": first["step_id"], "revision": first["revision"], **recorded}
+    # How far the latest run got: its operations are rows "step k/total: ...",
+    # and step k, the last one begun, did not finish (failed, or the process died).
+    total = re.match(r"adopting at \S+: (\d+) operation", message)
+    done, total = 0, int(total.group(1)) if total else 0
+    for r in rows[1:]:
+        step = re.match(r"step (\d+)/(\d+): ", r["message"] or "")
+        if step:
+            done, total = int(step.group(1)) - 1, int(step.group(2))
+    return {"step_id": first["step_id"], "revision": first["revision"], "steps_done": done,
+            "steps_total": total, **recorded}
+
+
+def _as_defined(item: dict, findings: list, operations: list) -> bool:
+    """Whether an object or column of a later revision already there is as that revision defines it:
+    no finding of the plan's comparison on it, no operation changing it."""
+    name, column = item["object"], item["column"]
+    target = f"{name}.{column}" if column else name
+    if any(f.fatal and f.object == name and (not column or f.column == column) for f in findings):
+        return False
+    return not any(op.target == target or (not column and op.target.startswith(name + "."))
+                   for op in operations)
 
 
 def _finish_rebuild(name: str, current, desired) -> Step:
@@ -131,6 +152,7 @@ def plan_adoption(url: str | None = None, *, script_location: str | None = None,
             plan.notes.append(f"resuming the adoption at {resume['revision']} begun in ledger step "
                               f"{resume['step_id']}: what is done is not done again")
         elif has_ledger:
+            plan.empty_ledger = True
             plan.notes.append("an empty ledger exists (an adoption interrupted before its first step); it is reused")
         names = managed_names(states)
         leftovers = sorted(n[:-len(REBUILD_SUFFIX)] for n in live
@@ -190,9 +212,9 @@ def plan_adoption(url: str | None = None, *, script_location: str | None = None,
         target, steps = planned[r]
         plan.revision = states[r].revision
         plan.pending = [s.revision for s in states[r + 1:]]
-        plan.ahead = [{**a, "matches": True} for a in target.ahead]
+        findings = compare_schema(current, target.schema, MANAGED_DATABASES)
         plan.differences = [{**{k: v for k, v in f.to_dict().items() if k != "fatal"}, "revision": ""}
-                            for f in compare_schema(current, target.schema, MANAGED_DATABASES)]
+                            for f in findings]
         if r + 1 < len(states) and r + 1 in planned:
             mine = {s.describe for s in steps}
             extra = [s.describe for s in planned[r + 1][1] if s.describe not in mine]
@@ -208,6 +230,7 @@ def plan_adoption(url: str | None = None, *, script_location: str | None = None,
         plan.operations = operations_from(steps, current, target.schema, plan.tables,
                                           lambda calls: offline_sql(calls, schema_name))
         _count_risks(conn, plan.operations)
+        plan.ahead = [{**a, "matches": _as_defined(a, findings, plan.operations)} for a in target.ahead]
         return plan
 
 
@@ -225,7 +248,7 @@ def _count_risks(conn, operations) -> None:
                 total = max(total, op.rows or 0, 1)
         op.rows_at_risk = total
         if total:
-            op.reason += f"; LOSES {', '.join(op.loses)} in {total} row(s)"
+            op.reason += f"; LOSES {', '.join(op.loses)} in {losses.row_count(total)}"
         elif all(t.count(".") == 1 or t in op.converts_to for t in op.loses):
             # No row past the TTL, no value changed by the cast: the content check covers it.
             op.loses = []

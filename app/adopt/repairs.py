@@ -10,7 +10,7 @@ a TTL, the rows already past it.
 """
 from __future__ import annotations
 
-from app import types
+from app import losses, types
 from app.adopt.plan import Operation
 from app.planner import Step
 from app.schema import TABLE, Schema
@@ -82,7 +82,7 @@ def operations_from(steps, current: Schema, desired: Schema, rows: dict[str, int
         table = target if target in desired or target in current else target.rpartition(".")[0]
         count = rows.get(table)
         if count is not None:
-            reason = f"{step.describe}; {table} holds {count} row(s)"
+            reason = f"{step.describe}; {table} holds {losses.row_count(count)}"
         elif kind == "create_table":
             reason = f"{step.describe}: missing, created empty as the revision defines it (no rows to lose)"
         else:

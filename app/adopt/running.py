@@ -68,8 +68,8 @@ def adoption_sql(plan, url: str | None = None) -> str:
     for table, rows in plan.tables.items():
         out.append(f"--   {table}: {rows} row(s): {', '.join(by_table.get(table, [])) or 'unchanged'}")
     for n, op in enumerate(plan.operations, 1):
-        risk = f" [LOSES DATA: {op.rows_at_risk} row(s) of {', '.join(op.loses)}]" if op.loses_data else ""
-        out += ["", f"-- {n}. {op.kind} {op.target}: {' '.join(op.reason.split())}{risk}"]
+        # A losing operation's reason says what it loses and in how many rows (planning._count_risks).
+        out += ["", f"-- {n}. {op.kind} {op.target}: {' '.join(op.reason.split())}"]
         out += [f"{sql};" for sql in op.statements]
     out += ["", "-- the ledger, and the adoption's stamp"]
     out += [f"{sql};" for sql in ledger.ledger_ddl("default")]

@@ -141,7 +141,8 @@ def _active_parts(name: str) -> dict[str, int]:
 
 
 def _pause_writes(name: str) -> str:
-    return f"pause writes into {name} (ETL loads) and run it again"
+    return (f"writes or merges changed its parts: pause writes into {name} (ETL loads) and run it again; "
+            "if nothing writes into it, a background merge did it and running it again retries the rebuild")
 
 
 def _keep_old_table(name: str, old: str, copy: str, why: str) -> None:
