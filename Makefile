@@ -31,8 +31,12 @@ XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
 # The whole suite: embedded (chdb-core, current ClickHouse), a real 24.8
 # server and a 2-replica cluster over native and HTTP (tests/server_support.py):
 # compose's where a Docker engine runs, else local processes (setup-servers).
+# Test databases and servers are thrown away after the run: they live in
+# /dev/shm where it has room (the suite waits less on a shared disk), as the
+# tools' own scratch databases do (app/replay.py scratch_root).
+TEST_TMPDIR ?= $(shell python3 -c "import os; s = os.statvfs('/dev/shm'); print('/dev/shm' if os.access('/dev/shm', os.W_OK) and s.f_bavail * s.f_frsize >= 4 << 30 else '')" 2>/dev/null)
 test: setup setup-servers
-	$(PY) -m pytest $(XDIST)
+	$(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR) )$(PY) -m pytest $(XDIST)
 
 # Pure and unit tests only (marker `fast`: no chain replayed, no server), in
 # seconds.  A test is in this tier only if marked `fast`, so an unmarked test

@@ -38,3 +38,19 @@ def test_templates_are_the_chain_at_each_revision(tmp_path):
     assert template_database(states.states[3].revision, cache_dir=cache) == \
         template_database(states.states[3].revision, cache_dir=cache)
     assert len([p for p in cache.iterdir() if p.name.startswith("template-")]) == 2
+
+
+@pytest.mark.fast
+def test_scratch_databases_go_where_they_are_told_or_to_memory(tmp_path, monkeypatch):
+    from app.replay import scratch_folder, scratch_root
+
+    monkeypatch.setenv("ZAKAZ_SCRATCH_DIR", str(tmp_path))
+    with scratch_folder("zakaz-t-") as folder:
+        assert folder.parent == tmp_path and folder.exists()
+    assert not folder.exists()  # removed afterwards
+    monkeypatch.delenv("ZAKAZ_SCRATCH_DIR")
+    root = scratch_root()
+    assert root in (None, "/dev/shm")
+    if root:  # memory-backed, with room
+        st = os.statvfs(root)
+        assert st.f_bavail * st.f_frsize >= 1 << 30
