@@ -42,11 +42,22 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def scratch(prefix: str = "zakaz-bench-") -> contextlib.AbstractContextManager[Path]:
-    """A temporary folder, removed afterwards: several benchmark databases each."""
-    from app.replay import scratch_folder
+@contextlib.contextmanager
+def scratch(prefix: str = "zakaz-bench-") -> Iterator[Path]:
+    """A temporary folder on disk, removed afterwards: several benchmark databases each.
 
-    return scratch_folder(prefix)
+    Not app.replay's scratch folder (memory-backed where it can be): a
+    benchmark database stands for a user's database or a server's data,
+    which are on disk.  The drill's own scratch database is the drill's.
+    """
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def embedded_url(folder: Path, name: str = "db") -> str:
