@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from app.atomic_file import write_atomically
 
 CANONICAL_FILE = Path(__file__).with_name("canonical.py")
 FILE_NAME = "zakaz-canonical-verdict.json"
@@ -77,9 +78,6 @@ def write(directory: Path, prints: list[list] | None, ahead: bool) -> None:
         known.pop(key, None)
         known[key] = ahead
         known = dict(list(known.items())[-KEEP:])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, target)
+        write_atomically(target, json.dumps(known))
     except OSError:
         return

@@ -47,6 +47,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from app import canonical_verdict, ledger
+from app.atomic_file import write_atomically
 from app.dbapi import _locked_by_other_process, chdb_engine
 from app.engine import lazy_date_lut
 from app.lock import LOCK_TABLE, live_claims_sql
@@ -186,10 +187,7 @@ def remember(script) -> None:
                                        "file": os.path.basename(rev.path)}
         data = {"format": CACHE_FORMAT, "versions": str(directory.resolve()), "fingerprint": prints,
                 "heads": list(script.get_heads()), "revisions": revisions}
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, target)
+        write_atomically(target, json.dumps(data))
         _remembered[str(target)] = prints
     except Exception:  # never let the cache break the command that wrote it
         return
@@ -216,7 +214,8 @@ class Chain:
         return seen
 
 
-def load_chain() -> Chain | None:
+def load_chain(prints: list[list] | None = None) -> Chain | None:
+    """The cached chain, if the folder is as cached (``prints``: its fingerprint, if just taken)."""
     directory = versions_dir()
     try:
         data = json.loads(cache_file(directory).read_text())
@@ -224,7 +223,7 @@ def load_chain() -> Chain | None:
         return None
     if data.get("format") != CACHE_FORMAT or data.get("versions") != str(directory.resolve()):
         return None
-    prints = fingerprint(directory)
+    prints = prints or fingerprint(directory)
     if prints is None or prints != data.get("fingerprint"):
         return None
     sha = {name: digest for name, _, _, digest in prints}
@@ -388,14 +387,15 @@ def release() -> None:
             pass
 
 
-def check(url: str, *, upgrade: bool, cluster: str | None = None, hold: bool = False) -> Answer | None:
+def check(url: str, *, upgrade: bool, cluster: str | None = None, hold: bool = False,
+          prints: list[list] | None = None) -> Answer | None:
     """The fast path's answer for ``url``, or None: run the full path.
 
     ``hold``: keep a declined embedded connection open until ``release()``."""
     target = parse(url)
     if target is None or cluster_requested(cluster) or os.environ.get("ZAKAZ_FAST_PATH") == "0":
         return None
-    chain = load_chain()
+    chain = load_chain(prints)
     if chain is None:
         return None
     lock = upgrade and target.driver != "chdb"  # chDB's directory lock is the embedded guard
@@ -427,10 +427,11 @@ def check(url: str, *, upgrade: bool, cluster: str | None = None, hold: bool = F
 def status(url: str, *, hold: bool = False) -> dict[str, Any] | None:
     """``commands.status(url).to_dict()`` when the fast path can vouch for it, else None."""
     directory = versions_dir()
-    ahead = canonical_verdict.read(directory, fingerprint(directory))
+    prints = fingerprint(directory)  # hashed once: for the verdict and the chain
+    ahead = canonical_verdict.read(directory, prints)
     if ahead is None and canonical_verdict.kept(directory):
         return None  # canonical.py or the chain changed in a developer's checkout: the full status compares
-    answer = check(url, upgrade=False, hold=hold)
+    answer = check(url, upgrade=False, hold=hold, prints=prints)
     if answer is None:
         return None
     return {

@@ -32,6 +32,7 @@ from typing import Iterator
 
 from alembic import command as alembic_command
 
+from app.atomic_file import write_atomically
 from app.canonical import MANAGED_DATABASES
 from app.chain import alembic_config, script_directory
 from app.config import PROJECT_ROOT
@@ -228,11 +229,7 @@ def revision_states(script_location: str | None = None,
 def _write_cache(cache_dir, file_name: str, payload: str) -> None:
     for folder in cache_dirs(cache_dir):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".replay-", suffix=".json")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(payload)
-            os.replace(tmp, folder / file_name)  # atomic: a concurrent reader sees all or nothing
+            write_atomically(folder / file_name, payload)
             return
         except OSError:
             continue

@@ -16,7 +16,7 @@ APP = Path(__file__).resolve().parent.parent / "app"
 
 # Lowest first: a module may import from its own layer and the ones before it.
 LAYERS = [
-    ("engine and SQL", {"sql", "errors", "config", "dbapi", "dialect", "engine"}),
+    ("engine and SQL", {"sql", "errors", "config", "atomic_file", "dbapi", "dialect", "engine"}),
     ("schema model", {"schema", "schema_diff", "canonical", "types", "verify", "planner", "autogenerate"}),
     ("operations and runtime", {
         "operations", "impl", "cluster", "cluster_rewrite", "settings", "runtime", "recorder", "step_event",

@@ -65,7 +65,7 @@ class ModifyQuery(d.ClickHouseOperation):
 
 
 def render_modify_query(op: ModifyQuery, at: render.Placement) -> str:
-    return f"ALTER TABLE {op.name}{at.on_cluster(op.name)} MODIFY QUERY\n{op.select.strip()}"
+    return render.alter(op.name, at, f"MODIFY QUERY\n{op.select.strip()}")
 
 
 def _create(op: RebuildMaterializedView, name: str, at: render.Placement) -> str:

@@ -89,29 +89,34 @@ def drop_database(op: d.DropDatabase, at: Placement) -> str:
     return f"DROP DATABASE IF EXISTS {op.name}{at.on_cluster_always()} SYNC"
 
 
+def alter(table: str, at: Placement, clause: str) -> str:
+    """``ALTER TABLE`` of ``table``, ON CLUSTER where it is placed, then ``clause``."""
+    return f"ALTER TABLE {table}{at.on_cluster(table)} {clause}"
+
+
 def add_column(op: d.AddColumn, at: Placement) -> str:
     where = " FIRST" if op.first else (f" AFTER {op.after}" if op.after else "")
-    return f"ALTER TABLE {op.table}{at.on_cluster(op.table)} ADD COLUMN IF NOT EXISTS {op.column}{where}"
+    return alter(op.table, at, f"ADD COLUMN IF NOT EXISTS {op.column}{where}")
 
 
 def drop_column(op: d.DropColumn, at: Placement) -> str:
-    return f"ALTER TABLE {op.table}{at.on_cluster(op.table)} DROP COLUMN IF EXISTS {op.column}"
+    return alter(op.table, at, f"DROP COLUMN IF EXISTS {op.column}")
 
 
 def modify_column(op: d.ModifyColumn, at: Placement) -> str:
-    return f"ALTER TABLE {op.table}{at.on_cluster(op.table)} MODIFY COLUMN {op.column}"
+    return alter(op.table, at, f"MODIFY COLUMN {op.column}")
 
 
 def remove_column_property(op: d.RemoveColumnProperty, at: Placement) -> str:
-    return f"ALTER TABLE {op.table}{at.on_cluster(op.table)} MODIFY COLUMN {op.column} REMOVE {op.property}"
+    return alter(op.table, at, f"MODIFY COLUMN {op.column} REMOVE {op.property}")
 
 
 def modify_ttl(op: d.ModifyTtl, at: Placement) -> str:
-    return f"ALTER TABLE {op.table}{at.on_cluster(op.table)} MODIFY TTL {op.ttl}"
+    return alter(op.table, at, f"MODIFY TTL {op.ttl}")
 
 
 def remove_ttl(op: d.RemoveTtl, at: Placement) -> str:
-    return f"ALTER TABLE {op.table}{at.on_cluster(op.table)} REMOVE TTL"
+    return alter(op.table, at, "REMOVE TTL")
 
 
 def create_view(op: d.CreateView, at: Placement) -> str:
@@ -138,7 +143,7 @@ def set_view_security(op: d.SetViewSecurity, at: Placement, *, with_definer: boo
     clause = f"SQL SECURITY {op.security}"
     if op.definer and with_definer:
         clause = f"DEFINER = {op.definer} {clause}"
-    return f"ALTER TABLE {op.name}{at.on_cluster(op.name)} MODIFY {clause}"
+    return alter(op.name, at, f"MODIFY {clause}")
 
 
 def exchange_tables(a: str, b: str, at: Placement) -> str:
