@@ -36,6 +36,7 @@ from app.config import ConfigError, mask_text, parse_url
 from app.engine import connect
 from app.errors import ZakazError
 from app.lock import deploy_lock
+from app.operations import render
 from app.recorder import StepRecorder
 from app.settings import Settings
 
@@ -133,7 +134,16 @@ def _migrate(context, conn, settings: Settings) -> None:
             # Steps applied through another node reach this one by
             # replication: read the whole history before deciding anything.
             conn.exec_driver_sql(f"SYSTEM SYNC REPLICA {schema}.{ledger.LEDGER_TABLE}")
-        _run_steps(context, conn, schema, settings)
+        recorded = _run_steps(context, conn, schema, settings)
+        if settings.cluster is not None and recorded:
+            # The ledger's rows reach the other replicas by replication, after
+            # the INSERT returns: without this wait, `status` on another node
+            # right after the deploy read the last step as still running
+            # (seen in CI).  Done means done on every node, as alter_sync = 2
+            # makes it for the steps' own ALTERs.
+            cluster_mode.run_ddl(conn, render.sync_replica(
+                f"{schema}.{ledger.LEDGER_TABLE}", render.Placement(settings.cluster), everywhere=True,
+            ), settings.cluster)
 
 
 def prepare_cluster(conn, cluster: cluster_mode.Cluster) -> cluster_mode.Cluster:
@@ -148,7 +158,8 @@ def prepare_cluster(conn, cluster: cluster_mode.Cluster) -> cluster_mode.Cluster
     return cluster.with_shards(shards).with_replicated_databases(cluster_mode.replicated_databases(conn))
 
 
-def _run_steps(context, conn, schema: str, settings: Settings) -> None:
+def _run_steps(context, conn, schema: str, settings: Settings) -> int:
+    """Run alembic's steps, each recorded in the ledger; how many rows the run wrote."""
     box: list = []
     _configure(context, schema, box, connection=conn)
     recorder = StepRecorder(context, schema, settings)
@@ -165,10 +176,12 @@ def _run_steps(context, conn, schema: str, settings: Settings) -> None:
             context.run_migrations()
         finally:
             recorder.flush()  # the last finished step's row
-    if mc.purge and not recorder.recorded:
+    written = recorder.recorded
+    if mc.purge and not written:
         # `stamp base --purge`: from no heads alembic has nothing to stamp,
         # but the ledger still holds the old heads.
         recorder.record_purge_to_base()
+        written = 1
     outcome = context.config.attributes.get("outcome")
     heads = recorder.heads
     if isinstance(outcome, dict) and heads is not None:
@@ -176,3 +189,4 @@ def _run_steps(context, conn, schema: str, settings: Settings) -> None:
         # to report it (the CLI's "Nothing to do"): no second connection.
         outcome["heads"] = heads
         outcome["at_head"] = sorted(heads) == sorted(recorder.script.get_heads())
+    return written

@@ -7,6 +7,7 @@ The SQL cluster mode renders is checked everywhere by test_cluster_sql.py.
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -157,6 +158,36 @@ def test_the_ledger_is_identical_on_every_replica(cluster, urls):
         assert commands.status(url).heads == ["0009"], node
     assert rows["ch1"] == rows["ch2"]
     assert {r["host"] for r in rows["ch1"]}  # written by this test process, read on both
+
+
+def test_a_deploy_returns_once_every_replica_has_its_ledger_rows(cluster, urls):
+    """`status` on any node right after a deploy must not read its last step as running."""
+    commands.upgrade(urls["ch1"], "0001", cluster=CLUSTER)
+    ledger_table = f"{_db(urls['ch2'])}.{ledger.LEDGER_TABLE}"
+    support.run_sql(urls["ch2"], f"SYSTEM STOP FETCHES {ledger_table}")
+    failure: list[BaseException] = []
+
+    def deploy() -> None:
+        try:
+            commands.upgrade(urls["ch1"], "0002", cluster=CLUSTER)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=deploy)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(r["revision"] == "0002" and r["status"] == "applied" for r in ledger_rows(urls["ch1"])):
+            assert worker.is_alive() and time.monotonic() < deadline, failure
+            time.sleep(0.2)
+        time.sleep(1.5)
+        assert worker.is_alive(), "the deploy returned while ch2 had not got its ledger rows"
+    finally:
+        support.run_sql(urls["ch2"], f"SYSTEM START FETCHES {ledger_table}")
+        worker.join(120)
+    assert not worker.is_alive() and failure == []
+    st = commands.status(urls["ch2"])
+    assert st.heads == ["0002"] and st.problem is None
 
 
 def test_drill_on_the_cluster(cluster, urls):
