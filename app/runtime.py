@@ -108,6 +108,19 @@ def _run_offline(context, settings: Settings) -> None:
     alembic_hook.wrap_step_planner(mc, recorder.wrap)
     with context.begin_transaction():
         context.run_migrations()
+    if settings.cluster is not None and recorder.recorded:
+        mc.impl.static_output(_sync_ledger_everywhere(schema, settings.cluster) + mc.impl.command_terminator)
+
+
+def _sync_ledger_everywhere(schema: str, cluster: cluster_mode.Cluster) -> str:
+    """Wait until every node has the ledger's rows.
+
+    They reach the other replicas by replication, after the INSERT returns:
+    without this wait, `status` on another node right after a deploy read
+    its last step as still running (seen in CI).  Done means done on every
+    node, as alter_sync = 2 makes it for the steps' own ALTERs.
+    """
+    return render.sync_replica(f"{schema}.{ledger.LEDGER_TABLE}", render.Placement(cluster), everywhere=True)
 
 
 def _run_online(context, settings: Settings) -> None:
@@ -136,14 +149,7 @@ def _migrate(context, conn, settings: Settings) -> None:
             conn.exec_driver_sql(f"SYSTEM SYNC REPLICA {schema}.{ledger.LEDGER_TABLE}")
         recorded = _run_steps(context, conn, schema, settings)
         if settings.cluster is not None and recorded:
-            # The ledger's rows reach the other replicas by replication, after
-            # the INSERT returns: without this wait, `status` on another node
-            # right after the deploy read the last step as still running
-            # (seen in CI).  Done means done on every node, as alter_sync = 2
-            # makes it for the steps' own ALTERs.
-            cluster_mode.run_ddl(conn, render.sync_replica(
-                f"{schema}.{ledger.LEDGER_TABLE}", render.Placement(settings.cluster), everywhere=True,
-            ), settings.cluster)
+            cluster_mode.run_ddl(conn, _sync_ledger_everywhere(schema, settings.cluster), settings.cluster)
 
 
 def prepare_cluster(conn, cluster: cluster_mode.Cluster) -> cluster_mode.Cluster:

@@ -172,6 +172,13 @@ def test_cluster_from_alembic_x_argument():
     assert "CREATE DATABASE IF NOT EXISTS zakaz ON CLUSTER 'zakaz';" in done.stdout
 
 
+def test_cluster_sql_ends_waiting_for_every_replica_of_the_ledger(format_query):
+    *_, last = statements(commands.offline_sql(SERVER_URL, "0002", cluster="zakaz"))
+    assert format_query(last) == f"SYSTEM SYNC REPLICA ON CLUSTER zakaz default.{ledger.LEDGER_TABLE}"
+    *_, last = statements(commands.offline_sql(SERVER_URL, "0002"))
+    assert "SYNC REPLICA" not in last
+
+
 def test_cluster_from_the_environment_and_the_argument_wins(monkeypatch):
     monkeypatch.setenv("ZAKAZ_CLUSTER", "from_env")
     assert "CREATE DATABASE IF NOT EXISTS zakaz ON CLUSTER 'from_env'" in commands.offline_sql(SERVER_URL, "0001")
