@@ -24,6 +24,7 @@ from app import cli_output as out
 from app import users as app_users
 from app.cli_errors import ZakazGroup, check_message, check_revision_range, confirm_stamp, repair_mark
 from app.config import mask_url, resolve_url
+from app.engine import check_url
 from app.errors import EXIT_CHECK, CheckFailed, UsageError
 
 
@@ -99,6 +100,7 @@ def upgrade(revision, url, as_json, resume, lock_wait, strict, allow_data_loss, 
     from app import fastpath  # imports app.canonical: a mistake there is this command's error, not --help's
 
     url = resolve_url(url)
+    check_url(url)  # a bad URL is the only line, not one after "Upgrading ..."
     if not as_json:
         out.echo(f"Upgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()
@@ -135,6 +137,7 @@ def downgrade(revision, url, as_json, allow_data_loss, resume, strict, cluster):
     from app import commands  # alembic (see the module docstring)
 
     url = resolve_url(url)
+    check_url(url)  # a bad URL is the only line, not one after "Downgrading ..."
     if not as_json:
         out.echo(f"Downgrading {mask_url(url)} to {revision}")
     t0 = time.perf_counter()

@@ -27,9 +27,8 @@ def _register_chdb() -> None:
     registry.register("clickhouse.chdb", "app.dialect", "ChdbDialect")
 
 
-def create_engine(url: str):
-    import sqlalchemy as sa  # start-up time: see the module docstring
-
+def check_url(url: str):
+    """``url`` parsed, or a ConfigError saying why no database can be opened from it."""
     parsed = parse_url(url)
     if is_embedded(url) and not parsed.query.get("path"):
         # chDB would run in memory: an upgrade would report head and the next
@@ -38,6 +37,13 @@ def create_engine(url: str):
             f"the embedded URL {mask_url(url)} names no directory (the database would be in memory "
             f"and lost on exit); add ?path=DIR, or omit --url for the default {DEFAULT_EMBEDDED_PATH}"
         )
+    return parsed
+
+
+def create_engine(url: str):
+    import sqlalchemy as sa  # start-up time: see the module docstring
+
+    parsed = check_url(url)
     _register_chdb()
     kwargs = {}
     if not is_embedded(url):

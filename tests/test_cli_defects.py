@@ -54,10 +54,12 @@ SIDE_BRANCH = (
 # --- an embedded URL without a directory -------------------------------------------
 
 @pytest.mark.parametrize("url", ["clickhouse+chdb:///default", "clickhouse+chdb:///default?path="])
+@pytest.mark.parametrize("command", [("upgrade",), ("downgrade", "base")])
 @pytest.mark.fast
-def test_embedded_url_without_a_path_is_refused(cli, url):
-    result = cli("upgrade", url=url)
+def test_embedded_url_without_a_path_is_refused(cli, url, command):
+    result = cli(*command, url=url)
     assert result.exit_code == 2
+    assert result.stdout == ""  # no "Upgrading ..." header over a URL nothing can open
     line = _one_error_line(result)
     assert "names no directory" in line and "add ?path=DIR" in line and "omit --url" in line
     assert "var/zakaz.chdb" in line
