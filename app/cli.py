@@ -100,17 +100,20 @@ def upgrade(revision, url, as_json, resume, lock_wait, strict, allow_data_loss, 
     from app import fastpath  # imports app.canonical: a mistake there is this command's error, not --help's
 
     url = resolve_url(url)
-    check_url(url)  # a bad URL is the only line, not one after "Upgrading ..."
-    if not as_json:
-        out.echo(f"Upgrading {mask_url(url)} to {revision}")
+    header = f"Upgrading {mask_url(url)} to {revision}"
     t0 = time.perf_counter()
     warnings: list[str] = []
     try:
         # Nothing to do (the common case): one query, no alembic (app/fastpath.py).
         heads = fastpath.nothing_to_upgrade(url, cluster, hold=True) if revision == "head" and not resume else None
         if heads is not None:
+            if not as_json:
+                out.echo(header)
             _summary([], url, time.perf_counter() - t0, as_json, warnings, heads=heads)
             return
+        check_url(url)  # SQLAlchemy's parser: after the fast path, which must not load it
+        if not as_json:
+            out.echo(header)  # after the URL check: a URL nothing can open is the only line
         from app import commands  # alembic: only when there is work
 
         outcome: dict = {}
