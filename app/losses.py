@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from app.errors import CheckFailed
+from app.merging import rows_merged
 from app.schema import MATERIALIZED_VIEW, TABLE, Schema
 from app.sql import in_list, quote_literal, quote_name
 from app.types import ttl_keeps_rows, type_change
@@ -28,7 +29,7 @@ from app.types import ttl_keeps_rows, type_change
 UPGRADE, DOWNGRADE = "upgrade", "downgrade"
 DECLARATIONS = {UPGRADE: "UPGRADE_LOSES", DOWNGRADE: "DOWNGRADE_LOSES"}
 # What a step can lose, by how it loses it.
-DROP, NARROWING, RECREATE, TTL = "drop", "narrowing", "recreate", "ttl"
+DROP, NARROWING, RECREATE, TTL, MERGE = "drop", "narrowing", "recreate", "ttl", "merge"
 
 # More than this many objects in one message are summarised.
 LISTED = 10
@@ -212,6 +213,9 @@ def schema_losses(before: Schema, after: Schema, *, replaced: Iterable[str] = ()
             # past the new TTL are deleted at once (a rebuilt table's by its merges).
             out.append(Loss(TTL, name, f"sets TTL {new.ttl} on {name}: the rows already past it are deleted"))
         copied = copies.get(name) if name in replaced else None
+        merged = rows_merged(obj, new) if name in replaced and obj.kind == TABLE else None
+        if merged:
+            out.append(Loss(MERGE, name, f"rebuilds {name}: {merged}"))
         for col in obj.columns:
             got = new.column(col.name)
             target = f"{name}.{col.name}"

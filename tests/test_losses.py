@@ -65,3 +65,14 @@ def test_declared_reads_both_directions():
     assert losses.declared(Module, losses.DOWNGRADE) == ["z.sales"]
     assert losses.declared(Module, losses.UPGRADE) == []
     assert losses.covers(["z.sales"], "z.sales.note") and not losses.covers(["z.sales"], "z.sales_old")
+
+
+def test_a_rebuild_to_a_coarser_merge_key_loses_rows_even_with_every_column_copied():
+    replacing = table("z.sales", ("id", "UInt64"), ("note", "String"), engine="ReplacingMergeTree", order_by="id, note")
+    coarser = table("z.sales", ("id", "UInt64"), ("note", "String"), engine="ReplacingMergeTree", order_by="id")
+    lost = schema_losses({"z.sales": replacing}, {"z.sales": coarser}, replaced={"z.sales"},
+                         copies={"z.sales": None})
+    assert [(x.kind, x.target) for x in lost] == [(losses.MERGE, "z.sales")]
+    assert "no longer tells rows apart by note" in lost[0].message
+    assert schema_losses({"z.sales": coarser}, {"z.sales": replacing}, replaced={"z.sales"},
+                         copies={"z.sales": None}) == []

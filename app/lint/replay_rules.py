@@ -194,8 +194,10 @@ class ReplayRules:
         check = losses.check_declared(declared, lost)
         attr = losses.DECLARATIONS[direction]
         for loss in check.undeclared:
+            then = ("; it stops before the copy if stored rows would merge, unless --allow-data-loss"
+                    if loss.kind == losses.MERGE else "")
             self.report(f"destructive-{loss.kind}", rev,
-                        f"{direction}: {loss.message}, and {attr} does not declare {loss.target}",
+                        f"{direction}: {loss.message}, and {attr} does not declare {loss.target}{then}",
                         self._needles(loss.target), direction)
         for d in check.unused:
             self.report("loss-declaration", rev, f"{attr} declares {d}, but the {direction} does not drop it",

@@ -23,6 +23,9 @@ RULES: dict[str, str] = {
     "destructive-narrowing": ERROR,
     "destructive-recreate": ERROR,
     "destructive-ttl": ERROR,
+    # A warning: whether rows merge depends on them, and rebuild_table counts
+    # them before it copies anything and refuses unless --allow-data-loss.
+    "destructive-merge": WARNING,
     "loss-declaration": WARNING,
     "create-if-not-exists": WARNING,
     "drop-if-exists": WARNING,

@@ -18,11 +18,12 @@ from contextlib import nullcontext
 
 from alembic import op
 
-from app import progress
+from app import merging, progress
 from app.errors import CheckFailed
+from app.losses import DataLossRefused
 from app.operations import definitions as d
 from app.operations import render
-from app.schema import logical_engine, split_engine_full
+from app.schema import TABLE, Column, DbObject, logical_engine, split_engine_full
 from app.sql import in_list
 
 log = logging.getLogger("zakaz_schema")
@@ -215,6 +216,36 @@ def _move_late_rows(name: str, old: str, copy: str, copied: dict[str, int]) -> N
     _keep_old_table(name, old, copy, f"rows kept arriving in {old} after the swap")
 
 
+def _as_table(name: str, shape: tuple) -> DbObject:
+    columns, tables = shape
+    engine, _, partition_key, sorting_key, _ = tables[0]
+    return DbObject(name, TABLE, tuple(Column(c[0], c[1]) for c in columns), engine=engine,
+                    order_by=sorting_key, partition_by=partition_key)
+
+
+def _refuse_merged_rows(name: str, current: tuple, wanted: tuple) -> None:
+    """Before anything changes: refuse a new engine or key whose merges would combine stored rows.
+
+    The copy keeps every row, but the new table's merges then combine those
+    that share its key (app.merging): counted here, on the rows themselves.
+    """
+    if not current[1]:
+        return  # no such table: the copy's own error says so
+    old, new = _as_table(name, current), _as_table(name, wanted)
+    why = merging.rows_merged(old, new)
+    if why is None:
+        return
+    if _impl().cluster is not None:
+        _sync_replica(name)  # count every row, wherever it was written
+    merged = _scalar(merging.merged_rows_sql(old, new))
+    if merged:
+        raise DataLossRefused(
+            f"refusing to rebuild {name}: {why}; {merged} stored row(s) would be merged away; nothing was "
+            "changed: keep the old engine and key, or back the table up and re-run with --allow-data-loss "
+            "(alembic: -x allow_data_loss=true)"
+        )
+
+
 def rebuild_table(impl, operation: d.RebuildTable) -> None:
     """New table, copy, swap; every row kept.
 
@@ -241,11 +272,14 @@ def rebuild_table(impl, operation: d.RebuildTable) -> None:
         _run(render.create_table(operation, at, name=probe))
         wanted = _shape(probe)
         _run(render.drop_table(probe, at))
-        if _shape(name) == wanted:
+        current = _shape(name)
+        if current == wanted:
             if _shape(work) != ((), ()):
                 _keep_old_table(name, work, copy, "an earlier run stopped after the swap")
             _run(render.drop_table(work, at))
             return
+        if not getattr(impl, "allow_data_loss", False):
+            _refuse_merged_rows(name, current, wanted)
     _run(render.drop_table(work, at))
     _run(render.create_table(operation, at, name=work, if_not_exists=False))
     if impl.cluster is not None:

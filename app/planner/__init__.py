@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from app.merging import rows_merged
 from app.planner.columns import column_change, ttl_calls
 from app.planner.steps import (
     _COMPUTED, GRANT_RULES, Call, Plan, PlanRefused, Step, _call, _grant_calls, _is_view, _order, _revoke_calls,
@@ -241,10 +242,14 @@ class _Planner(ViewSteps):
             self._refuse_loss(f"{old.name}.{col.name}", "the rebuild drops the column and its values")
         lost = {**self._type_losses(old, new), **self._ttl_loss(old, new),
                 **{f"{old.name}.{c.name}": "dropped with its values" for c in dropped}}
+        merged = rows_merged(old, new)
+        if merged:
+            self._refuse_loss(old.name, merged, "keep the old engine and key")
+            lost[old.name] = merged
         copy = [c.name for c in new.columns
                 if old.column(c.name) is not None and c.default.split(" ", 1)[0] not in _COMPUTED
                 and old.column(c.name).default.split(" ", 1)[0] not in _COMPUTED]
-        self._add(f"rebuild table {new.name} ({', '.join(why)}), keeping every row",
+        self._add(f"rebuild table {new.name} ({', '.join(why)}), " + ("keeping every row" if not lost else "copying every row"),
                   _call("rebuild_table", new.name, columns_text(new), engine=new.engine,
                         order_by=key_clause(new.order_by), partition_by=new.partition_by or None,
                         ttl=new.ttl or None, copy=", ".join(copy), primary_key=_primary_key(new)),
