@@ -14,8 +14,8 @@ the spec, so they are stored as ''.
 from __future__ import annotations
 
 from app.schema import MATERIALIZED_VIEW, VIEW, Schema, parse_tables, parse_views
+from app.warehouse import MANAGED_DATABASES  # noqa: F401 - written once, there
 
-MANAGED_DATABASES = ("zakaz", "meta", "bi")
 # The user every view runs as on a server (revision 0012); it cannot log in.
 VIEW_DEFINER = "zakaz_view_definer"
 

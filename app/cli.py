@@ -23,7 +23,7 @@ import click
 from app import cli_output as out
 from app import users as app_users
 from app.cli_errors import ZakazGroup, check_message, check_revision_range, confirm_stamp, repair_mark
-from app.config import mask_url, resolve_url
+from app.config import mask_url, parse_url, resolve_url
 from app.engine import check_url
 from app.errors import EXIT_CHECK, CheckFailed, UsageError
 
@@ -97,7 +97,7 @@ def _summary(steps: list, url: str, seconds: float, as_json: bool, warnings: lis
 @cluster_option
 def upgrade(revision, url, as_json, resume, lock_wait, strict, allow_data_loss, cluster):
     """Upgrade the database to REVISION (default: head)."""
-    from app import fastpath  # imports app.canonical: a mistake there is this command's error, not --help's
+    from app import fastpath  # not at the top: --help stays free of what it imports
 
     url = resolve_url(url)
     header = f"Upgrading {mask_url(url)} to {revision}"
@@ -337,6 +337,8 @@ def drill(from_rev, to_rev, with_data, rows_per_table, seed, url, yes, allow_dat
     """
     from app.drill import run_drill  # alembic (see the module docstring)
 
+    if url:
+        parse_url(url)  # a URL it refuses is the line, not one quoting it (nor the header)
     if url and not yes:
         raise UsageError(
             f"the drill upgrades and downgrades {mask_url(url)} for real"
@@ -394,6 +396,7 @@ def smoke(rows_per_table, seed, url, yes, script_location, as_json):
     from app.smoke import run_smoke_checks  # alembic (see the module docstring)
 
     if url and not yes:
+        parse_url(url)  # a URL it refuses is the line, not one quoting it
         raise UsageError(f"smoke upgrades {mask_url(url)} to head and inserts sample rows; "
                          "add --yes to use it, or leave out --url to use a scratch database")
     report = run_smoke_checks(url, rows_per_table=rows_per_table, seed=seed, script_location=script_location)

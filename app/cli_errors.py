@@ -25,8 +25,8 @@ from app.config import mask_text
 from app.errors import EXIT_CHECK, EXIT_USAGE, UsageError, ZakazError
 from app.sql import one_line
 
-# The canonical schema is Python parsed on import, and most commands import
-# it: a mistake in it is one line naming it, whichever command met it first.
+# The canonical schema is Python parsed on import by the commands that compare
+# with it (verify, adopt, autogenerate): a mistake in it is one line naming it.
 CANONICAL_FILE = Path(__file__).resolve().with_name("canonical.py")
 
 # Exceptions of modules that do not derive them from ZakazError (yet), most

@@ -294,8 +294,9 @@ def set_statements(cluster: Cluster | None) -> list[str]:
     return [f"SET {k} = {quote_literal(v)}" for k, v in cluster.ddl_settings().items()]
 
 
-def explain_ddl_timeout(conn, cluster: Cluster, exc: BaseException, sql: str) -> DistributedDDLTimeout:
-    """A code 159 error as one line naming the hosts that did not finish."""
+def explain_ddl_timeout(conn, cluster: Cluster, exc: BaseException, sql: str,
+                        then: str = "run the same command again with --resume") -> DistributedDDLTimeout:
+    """A code 159 error as one line naming the hosts that did not finish; ``then``: what to run once they have."""
     text = " ".join(str(getattr(exc, "orig", exc)).split())
     entry = re.search(r"(query-\d+)", text)
     hosts = ""
@@ -317,7 +318,8 @@ def explain_ddl_timeout(conn, cluster: Cluster, exc: BaseException, sql: str) ->
         f"ON CLUSTER {cluster.name!r}: {statement!r} did not finish on "
         + (hosts or "some hosts (see system.distributed_ddl_queue" + (f" entry {entry.group(1)}" if entry else "") + ")")
         + f" within {wait}; those hosts run it in the background. Check they are up and their "
-        "DDL queue is moving, then `zakaz-schema upgrade --resume` (statements are re-runnable); "
+        # Not `upgrade --resume`: that targets head, past the revision the operator asked for.
+        f"DDL queue is moving, then {then} (statements are re-runnable); "
         "raise the wait with ZAKAZ_DDL_TASK_TIMEOUT / -x ddl_task_timeout=SECONDS"
     )
 

@@ -7,7 +7,9 @@ schemas, app.revision_files writes new revisions.
 """
 from __future__ import annotations
 
+import importlib
 import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +22,7 @@ from app import cluster as cluster_mode
 from app import fastpath
 from app import ledger
 from app import versions
-from app.canonical import CANONICAL, MANAGED_DATABASES, VIEW_DEFINER
+from app.warehouse import MANAGED_DATABASES
 from app.chain import alembic_config, script_directory, short_doc
 from app.config import is_embedded, mask_url, resolve_url
 from app.engine import connect
@@ -36,9 +38,25 @@ from app.verify import Finding, compare_schema
 from app.versions import changed_files, resume_command, version_of
 
 # Names the CLI, the operator tools, bench and the tests reach through this module.
-from app.revision_autogenerate import canonical_ahead, chain_behind_canonical
-from app.revision_files import CanonicalInvalid, new_revision  # noqa: F401
+from app.revision_files import CanonicalInvalid, load_canonical, new_revision  # noqa: F401
 from app.versions import RepairMismatch, RevisionRefused  # noqa: F401
+
+# Loaded on first use (module __getattr__): app/canonical.py is parsed when it
+# is imported, and the autogenerate modules import it, so a mistake in it is
+# the error of the commands that compare with it (verify), not of every deploy.
+_LAZY = {"CANONICAL": "app.canonical", "VIEW_DEFINER": "app.canonical",
+         "canonical_ahead": "app.revision_autogenerate", "chain_behind_canonical": "app.revision_autogenerate"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+_this = sys.modules[__name__]  # its attributes go through __getattr__ (tests patch CANONICAL)
 
 
 # --- migrating -----------------------------------------------------------------
@@ -64,7 +82,12 @@ def _refuse_going_down(cfg, target: str, heads: list[str]) -> None:
 
     "Nothing to do" would read as "the database is at TARGET"; it is not.
     """
-    if target in ("head", "heads", "base") or any(c in target for c in ":@+-"):
+    if target == "base":
+        # Below every revision: any applied one is ahead of it.
+        if heads:
+            _going_down(heads, "base")
+        return
+    if target in ("head", "heads") or any(c in target for c in ":@+-"):
         return
     script = script_directory(cfg)
     try:
@@ -74,11 +97,14 @@ def _refuse_going_down(cfg, target: str, heads: list[str]) -> None:
     if wanted is None or wanted.revision in heads:
         return
     if any(_is_ancestor(script, wanted.revision, head) for head in heads):
-        raise UsageError(
-            f"the database is at {', '.join(heads)}, ahead of {wanted.revision}: an upgrade does not go "
-            f"down, nothing was changed; to go back to {wanted.revision} run "
-            f"`zakaz-schema downgrade {wanted.revision}`"
-        )
+        _going_down(heads, wanted.revision)
+
+
+def _going_down(heads: list[str], target: str) -> None:
+    raise UsageError(
+        f"the database is at {', '.join(heads)}, ahead of {target}: an upgrade does not go "
+        f"down, nothing was changed; to go back to {target} run `zakaz-schema downgrade {target}`"
+    )
 
 
 def downgrade(url: str | None, target: str, *, allow_data_loss: bool = False, resume: bool = False,
@@ -216,7 +242,8 @@ def status(url: str | None = None) -> Status:
     ahead = None  # a fresh install pays for no replay (app.canonical_verdict), as the fast path does not
     if canonical_verdict.kept(Path(script.versions)):
         try:
-            ahead = chain_behind_canonical()
+            load_canonical()  # CanonicalInvalid before the modules that import it
+            ahead = _this.chain_behind_canonical()
         except CanonicalInvalid:
             pass  # status is about the database: verify and new --autogenerate say what is wrong
     return Status(
@@ -257,20 +284,21 @@ def verify(url: str | None = None, *, cluster: str | None = None) -> dict:
     on_cluster = Settings.from_sources(_cluster_attribute(cluster)).cluster
     # One connection for the schema and the ledger: opening an embedded
     # database loads every table (~1 s per 1000 tables on chDB 26.9).
+    canonical = _this.CANONICAL  # before connecting: a mistake in it is this command's one line
     with connect(url) as conn:
         live = snapshot_schema(conn, MANAGED_DATABASES)
         local = cluster_mode.unreplicated_tables(conn, MANAGED_DATABASES) if on_cluster else []
         rows, _, _ = versions.read_state(conn)
         definers = [] if is_embedded(url) else definer_findings(
-            conn, [n for n, o in CANONICAL.items() if o.kind != TABLE], VIEW_DEFINER)
-    findings = compare_schema(live, CANONICAL) + definers
+            conn, [n for n, o in canonical.items() if o.kind != TABLE], _this.VIEW_DEFINER)
+    findings = compare_schema(live, canonical) + definers
     findings += [Finding("engine", name, "", f"Replicated{engine}", engine) for name, engine in local]
     script = script_directory(alembic_config(url))
     # Only a database that differs pays for the replay (cached by the chain's checksum).
-    ahead = any(f.fatal for f in findings) and canonical_ahead(live, CANONICAL, ledger.current_heads(rows))
+    ahead = any(f.fatal for f in findings) and _this.canonical_ahead(live, canonical, ledger.current_heads(rows))
     if not any(f.fatal for f in findings):
         # Kept for status (app.canonical_verdict) when the replay is cached already.
-        chain_behind_canonical(replay=False)
+        _this.chain_behind_canonical(replay=False)
     # Why a database differs may be that it is not managed yet (no ledger:
     # built by the old SQL files, counted as `status` counts it) or half adopted.
     problem = ledger.open_problem(rows)

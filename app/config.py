@@ -75,6 +75,15 @@ def parse_url(url: str):
             f"database URL {mask_url(url)}: the password holds an at sign, which a URL must "
             "write as %40 (and ':' as %3A, '/' as %2F)"
         )
+    if any(key.lower() == "password" for key in parsed.query):
+        # The drivers take it besides the user part's (HTTP: "multiple values
+        # for argument 'password'"; native: the user part's empty one wins).
+        shown = parsed.difference_update_query([k for k in parsed.query if k.lower() == "password"])
+        raise ConfigError(
+            f"database URL {shown.render_as_string(hide_password=True)}: a password= query parameter is "
+            "not used; put the password in the URL's user part, percent-encoded: "
+            "clickhouse+native://user:PASSWORD@host:9000/default (write '@' as %40, ':' as %3A, '/' as %2F)"
+        )
     if parsed.drivername not in KNOWN_DRIVERS:
         raise ConfigError(
             f"unknown database driver {parsed.drivername!r}; use one of "
@@ -112,9 +121,10 @@ _PASSWORD_IN_URL = re.compile(
     r"(?P<head>(?:[A-Za-z][\w+.-]*:/{0,2}|//)[^:/@\s]*:)(?P<pw>[^\n]*)(?P<tail>@)"
     r"(?=[^\s/?#@'\"),;]*(?:[/?#\s'\"),;]|$))"
 )
-# A password=... query parameter runs to the next parameter, the end of the
-# line, or a closing quote or bracket that ends the URL inside a message.
-_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)(?P<pw>.*?)(?=&[\w.-]+=|['\")](?:\s|$)|$)", re.I | re.M)
+# A password=... query parameter runs to the next parameter ('&'), whitespace,
+# a quote or a closing bracket: what follows is the rest of the message, kept.
+# In a URL such characters in a value are percent-encoded.
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&\s'\")]*)", re.I)
 
 
 def mask_url(url: str) -> str:

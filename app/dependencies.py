@@ -20,7 +20,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-from app.canonical import MANAGED_DATABASES
+from app.warehouse import MANAGED_DATABASES
 from app.errors import UsageError
 from app.schema import MATERIALIZED_VIEW, TABLE, VIEW
 from app.snapshot import SYSTEM_DATABASES, take_snapshot

@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from app import commands, ledger
-from app.canonical import MANAGED_DATABASES
+from app.warehouse import MANAGED_DATABASES
 from app.config import mask_url
 from app.drill_checks import (
     columns_without, covered, data_differences, dropped_data, schema_differences, summarise, views_to_read,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from app.canonical import MANAGED_DATABASES
+from app.warehouse import MANAGED_DATABASES
 from app.fingerprint import Data, readable_columns
 from app.losses import row_count
 from app.schema import MATERIALIZED_VIEW, TABLE, VIEW

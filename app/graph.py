@@ -101,10 +101,10 @@ def object_dot(deps: Dependencies) -> str:
     datalens = set(_datalens_reads(deps))
     for db, names in _databases(deps).items():
         lines.append(f'  subgraph cluster_{_ident(db)} {{')
-        lines.append(f'    label="{db}";')
+        lines.append(f'    label="{_dot(db)}";')
         for name in names:
             style = ', style=filled, fillcolor="#fff3bf"' if name in datalens else ""
-            lines.append(f'    {_node_id(name)} [label="{name}", shape={shapes.get(deps.kinds[name], "box")}{style}];')
+            lines.append(f'    {_node_id(name)} [label="{_dot(name)}", shape={shapes.get(deps.kinds[name], "box")}{style}];')
         lines.append("  }")
     if datalens:
         lines.append(f'  datalens [label="{DATALENS}", shape=hexagon, style=filled, fillcolor="#fff3bf"];')
@@ -129,6 +129,12 @@ def _text(s: str) -> str:
     return re.sub(r"\s+", " ", s.replace('"', "'")).strip()
 
 
+def _dot(s: str) -> str:
+    # A DOT string ends at an unescaped quote: a message ending in a backslash
+    # escaped the closing one and left the file unparsable.
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _parents(script) -> list[str]:
     down = script.down_revision
     return sorted(down) if isinstance(down, (tuple, list)) else [down] if down else []
@@ -144,7 +150,7 @@ def revision_graph(script_location: str | None = None, live_heads: list[str] | N
         lines = ["digraph revisions {", "  rankdir=TB;", '  node [shape=box, fontname="Helvetica"];']
         for s in revs:
             style = ', style=filled, fillcolor="#d3f9d8"' if s.revision in live else ""
-            lines.append(f'  r_{_ident(s.revision)} [label="{s.revision}: {_text(short_doc(s))}"{style}];')
+            lines.append(f'  r_{_ident(s.revision)} [label="{_dot(s.revision + ": " + _text(short_doc(s)))}"{style}];')
         for s in revs:
             for parent in _parents(s):
                 lines.append(f"  r_{_ident(parent)} -> r_{_ident(s.revision)};")

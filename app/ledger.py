@@ -19,7 +19,7 @@ from typing import Any
 
 from app import cluster as cluster_mode
 from app import insert_order
-from app.canonical import MANAGED_DATABASES
+from app.warehouse import MANAGED_DATABASES
 from app.errors import UsageError
 from app.lock import LOCK_TABLE, lock_ddl
 from app.sql import quote_literal

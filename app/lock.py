@@ -152,12 +152,25 @@ def deploy_lock(conn, schema: str, *, wait: float = DEFAULT_WAIT_SECONDS,
         time.sleep(poll * random.uniform(0.5, 1.5))
     renewal = _Renewal(conn, schema, claim_id, owner, ttl)
     renewal.start()
+    done = False
     try:
         yield claim_id
+        done = True
     finally:
         renewal.stop.set()
         renewal.join()
-        _insert(conn, schema, claim_id, owner, "release", ttl)
+        try:
+            if getattr(conn, "invalidated", False):
+                # A statement cut short (Ctrl-C over the native protocol) left the
+                # connection invalid: SQLAlchemy reconnects only after a rollback.
+                conn.rollback()
+            _insert(conn, schema, claim_id, owner, "release", ttl)
+        except Exception:
+            if done:
+                raise
+            # What stopped the block is the one line to report, not this; the
+            # claim expires after its ttl (or is released as gone from this host).
+            log.debug("could not release the deploy lock of %s (ttl %g s)", owner, ttl, exc_info=True)
 
 
 def _pid_namespace() -> str:

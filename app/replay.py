@@ -33,7 +33,7 @@ from typing import Iterator
 from alembic import command as alembic_command
 
 from app.atomic_file import write_atomically
-from app.canonical import MANAGED_DATABASES
+from app.warehouse import MANAGED_DATABASES
 from app.chain import alembic_config, script_directory
 from app.config import PROJECT_ROOT
 from app.engine import connect

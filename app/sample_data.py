@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from app.canonical import MANAGED_DATABASES
+from app.warehouse import MANAGED_DATABASES
 from app.schema import TABLE, unwrap_type
 from app.snapshot import Snapshot, take_snapshot
 from app.sql import quote_identifier, quote_literal, quote_name

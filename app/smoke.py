@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from app.canonical import MANAGED_DATABASES
+from app.warehouse import MANAGED_DATABASES
 from app.config import mask_url
 from app.engine import connect
 from app.losses import row_count

@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from app.canonical import MANAGED_DATABASES
+from app.warehouse import MANAGED_DATABASES
 from app.schema import (
     BOOKKEEPING_NAMES, MATERIALIZED_VIEW, TABLE, VIEW, Column, DbObject, Schema, implicit_primary_key,
     logical_engine, normalise_codec, normalise_expression, normalise_key, normalise_type, split_engine_full,

@@ -229,8 +229,8 @@ def apply(url: str | None = None, names: Iterable[str] | None = None,
             except Exception as exc:
                 text = clickhouse_error_message(exc)
                 if on_cluster is not None and clickhouse_error_code(exc) == cluster_mode.DISTRIBUTED_DDL_TIMEOUT:
-                    text = str(cluster_mode.explain_ddl_timeout(conn, on_cluster, exc, stmt.shown)).replace(
-                        "`zakaz-schema upgrade --resume`", "`zakaz-schema users apply` again")
+                    text = str(cluster_mode.explain_ddl_timeout(conn, on_cluster, exc, stmt.shown,
+                                                                then="`zakaz-schema users apply` again"))
                 raise ApplyFailed(mask_text(
                     f"users apply failed for {stmt.user} at `{stmt.shown}`: {text}", *secrets
                 )) from None

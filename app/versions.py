@@ -99,7 +99,9 @@ def resume_command(script, problem: dict) -> str:
     if problem["direction"] == "adopt":
         return "`zakaz-schema adopt --apply`"
     if problem["direction"] != "downgrade":
-        return "`zakaz-schema upgrade --resume`"
+        # To this revision, not head: the operator asked for it, and head may
+        # run revisions (declared data losses among them) nobody asked for.
+        return f"`zakaz-schema upgrade {problem['revision']} --resume`"
     target = "base"
     try:
         down = script.get_revision(problem["revision"]).down_revision

@@ -17,7 +17,8 @@ APP = Path(__file__).resolve().parent.parent / "app"
 # Lowest first: a module may import from its own layer and the ones before it.
 LAYERS = [
     ("engine and SQL", {"sql", "errors", "config", "atomic_file", "dbapi", "dialect", "engine"}),
-    ("schema model", {"schema", "schema_diff", "canonical", "types", "verify", "planner", "autogenerate"}),
+    ("schema model", {"schema", "schema_diff", "canonical", "warehouse", "types", "merging", "verify", "planner",
+                      "autogenerate"}),
     ("operations and runtime", {
         "operations", "impl", "cluster", "cluster_rewrite", "settings", "runtime", "recorder", "step_event",
         "alembic_hook", "chain", "fastpath", "ledger", "versions", "lock", "insert_order", "losses",

@@ -46,18 +46,25 @@ def visible_parts(password: str) -> list[str]:
     return [password, quote(password, safe=""), "RETpw"]
 
 
+# What ends a password= value as masking reads it: the message goes on after it.
+QUERY_VALUE_ENDS = "& '\")"
+
+
 @pytest.mark.parametrize("ch", list(SPECIAL))
 def test_mask_url_hides_every_special_character_password(ch):
     for url in urls(secret_for(ch), 9000):
+        if "?password=" in url and ch in QUERY_VALUE_ENDS:
+            # Raw, it ends the value in a URL too (a query string percent-encodes
+            # it); parse_url refuses a password= parameter before anything prints it.
+            url = url.replace(secret_for(ch), quote(secret_for(ch), safe=""))
         shown = mask_url(url)
         for part in visible_parts(secret_for(ch)):
             assert part not in shown, (url, shown)
         assert "127.0.0.1:9000" in shown or "password=***" in shown, shown
-        # Inside a longer message, and twice on one line.  A password= parameter
-        # with no quote around its URL is masked to the end of the line: safe.
+        # Inside a longer message, and twice on one line: the rest of the message is kept.
         line = mask_text(f"Error: cannot reach {url} ({url}): is it running?")
         assert "RETpw" not in line, line
-        assert "is it running?" in line or "password=" in url, line
+        assert "is it running?" in line, line
 
 
 @pytest.mark.parametrize("ch", ["@", "/", "?", "#", ":", "%", " ", "'"])

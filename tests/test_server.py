@@ -20,6 +20,7 @@ from app.canonical import CANONICAL
 from app.config import PROJECT_ROOT
 from app.engine import ConnectionFailed, connect
 from app.ledger import LEDGER_TABLE
+from app.lock import LOCK_TABLE
 
 pytestmark = pytest.mark.server
 
@@ -463,3 +464,57 @@ def test_a_deploy_user_without_access_management_is_told_which_grant_is_missing(
         assert sql(admin, "SELECT count() FROM system.roles WHERE startsWith(name, 'zakaz_')") == [(0,)]
     finally:
         support.run_sql(admin, "DROP USER IF EXISTS zt_deployer")
+
+
+SLOW_STATEMENT = '''
+"""A statement that runs a while on the server (for the Ctrl-C test)."""
+import os
+from alembic import op
+revision = "s001"
+down_revision = None
+branch_labels = None
+depends_on = None
+DOWNGRADE_LOSES = []
+def upgrade():
+    if os.environ.get("ZAKAZ_STALL"):
+        print("STALLED", flush=True)
+        for _ in range(5):
+            op.execute("SELECT sleep(3)")
+def downgrade():
+    pass
+'''
+
+
+def test_ctrl_c_during_a_statement_is_the_interrupted_line_and_resumable(server_url, tmp_path):
+    # Over native the driver drops the connection mid-query: releasing the deploy lock on it
+    # said "unexpected error: Can't reconnect until invalid transaction is rolled back".
+    import shutil
+    import signal
+    import time
+
+    chain = tmp_path / "migrations"
+    (chain / "versions").mkdir(parents=True)
+    for name in ("env.py", "script.py.mako"):
+        shutil.copy(PROJECT_ROOT / "migrations" / name, chain / name)
+    (chain / "versions" / "s001_slow.py").write_text(SLOW_STATEMENT)
+    env = {"ZAKAZ_MIGRATIONS": str(chain)}
+    proc = support.start_cli("upgrade", "--url", server_url, env={**env, "ZAKAZ_STALL": "1"})
+    for line in proc.stdout:
+        if "STALLED" in line:
+            break
+    time.sleep(1.5)  # into the statement
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert stderr.strip().splitlines() == [stderr.strip()], stderr
+    assert stderr.startswith("Error: interrupted: ") and "zakaz-schema status" in stderr, stderr
+    status = support.cli("status", "--json", "--url", server_url, env=env)
+    problem = json.loads(status.stdout)["problem"]
+    assert problem["state"] == "interrupted" and problem["revision"] == "s001", status.stdout
+    # The deploy lock was released on a new connection: nothing waits for its ttl.
+    db = ledger_db(server_url)
+    assert sql(server_url, f"SELECT count() FROM {db}.{LOCK_TABLE} WHERE action = 'release'") == [(1,)]
+    resumed = support.cli("upgrade", "s001", "--resume", "--lock-wait", "0", "--url", server_url, env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    status = json.loads(support.cli("status", "--json", "--url", server_url, env=env).stdout)
+    assert status["heads"] == ["s001"] and status["problem"] is None

@@ -7,7 +7,7 @@ chosen by the size of the plan (app.adopt.planning).
 from __future__ import annotations
 
 from app.replay import RevisionState
-from app.canonical import MANAGED_DATABASES
+from app.warehouse import MANAGED_DATABASES
 from app.schema import TABLE, VIEW, Column, DbObject, Schema
 from app.snapshot import snapshot_schema
 

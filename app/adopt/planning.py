@@ -23,7 +23,7 @@ from app.adopt import imported, running
 from app.adopt.running import offline_sql
 from app.chain import alembic_config, script_directory
 from app.adopt.targets import current_schema, managed_names, shape_refusals, target_at
-from app.canonical import MANAGED_DATABASES
+from app.warehouse import MANAGED_DATABASES
 from app.config import mask_url, resolve_url
 from app.engine import connect
 from app.planner import Call, Step, columns_text, key_clause
