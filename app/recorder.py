@@ -259,7 +259,9 @@ class StepRecorder:
         direction = "upgrade" if all(step.is_upgrade for step in steps) else "downgrade"
         what = []
         if held:
-            what.append("drop data: " + losses.listing([f"{obj} ({losses.row_count(n)})" for obj, n in held.items()]))
+            # "holding": a declared TTL, narrowing or merge loses some of the rows counted, a drop all of them.
+            what.append("drop data from: " + losses.listing(
+                [f"{obj} (holding {losses.row_count(n)})" for obj, n in held.items()]))
         if left:
             dbs = list(dict.fromkeys(db for db, _ in databases))
             # Rows first: they are what an operator must not lose.

@@ -411,7 +411,7 @@ def test_a_generated_ttl_revision_needs_the_flag_while_the_table_holds_rows(chai
     with connect(url) as conn:
         conn.exec_driver_sql("INSERT INTO zakaz.sales (id, d, city, amount, note) "
                              "VALUES (1000, '2001-01-01', 'msk', 1, 'expired')")
-    with pytest.raises(UsageError, match=r"upgrade would drop data: zakaz\.sales \(61 rows\).*--allow-data-loss"):
+    with pytest.raises(UsageError, match=r"upgrade would drop data from: zakaz\.sales \(holding 61 rows\).*--allow-data-loss"):
         commands.upgrade(url, "head")
     with connect(url) as conn:
         assert conn.exec_driver_sql("SELECT count() FROM zakaz.sales").scalar() == ROWS + 1

@@ -207,7 +207,7 @@ def test_plain_alembic_prints_a_data_loss_refusal_as_one_line(db_url):
     down = _run("-m", "alembic", "-x", f"url={db_url}", "downgrade", "0008")
     assert down.returncode != 0
     assert "Traceback" not in down.stderr + down.stdout
-    assert "FAILED: downgrade would drop data: zakaz.fact_qtickets_inventory_latest (1 row)" in down.stdout
+    assert "FAILED: downgrade would drop data from: zakaz.fact_qtickets_inventory_latest (holding 1 row)" in down.stdout
 
 
 def test_second_process_sees_only_our_error(db_url):

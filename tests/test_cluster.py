@@ -365,8 +365,8 @@ def test_a_downgrade_counts_rows_on_every_replica_not_only_the_one_it_is_connect
     try:
         support.run_sql(urls["ch1"], f"INSERT INTO {table} SELECT * FROM generateRandom() LIMIT 3")
         assert support.run_sql(urls["ch2"], f"SELECT count() FROM {table}")[0] == [(0,)]
-        with pytest.raises(UsageError, match=r"downgrade would drop data: zakaz\.fact_qtickets_inventory_latest "
-                                             r"\(3 rows\)"):
+        with pytest.raises(UsageError, match=r"downgrade would drop data from: zakaz\.fact_qtickets_inventory_latest "
+                                             r"\(holding 3 rows\)"):
             commands.downgrade(urls["ch2"], "0008", cluster=CLUSTER)
         assert support.run_sql(urls["ch1"], f"SELECT count() FROM {table}")[0] == [(3,)]
         assert commands.status(urls["ch2"]).heads == ["0013"]

@@ -181,7 +181,7 @@ def test_drill_on_a_given_database_deletes_its_rows_only_when_allowed(database_a
         load_sample(conn, rows_per_table=5, seed=1, today=dt.date(2026, 11, 1))
     report = run_drill(db_url, to_rev="0009")
     assert not report.ok
-    assert "would drop data: zakaz.fact_qtickets_inventory_latest" in report.failures[0]
+    assert "would drop data from: zakaz.fact_qtickets_inventory_latest" in report.failures[0]
     assert "--allow-data-loss" in report.failures[0]
     with connect(db_url) as conn:  # the refused downgrade dropped nothing
         assert conn.exec_driver_sql("SELECT count() FROM zakaz.fact_qtickets_inventory_latest").scalar() > 0

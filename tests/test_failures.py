@@ -247,8 +247,8 @@ def test_rows_written_during_a_downgrade_stop_it_before_the_step_that_drops_them
                                      "(sales_date, event_id, city, tickets_sold, revenue, _ver) "
                                      "VALUES ('2026-01-01', 'e', 'c', 1, 1, 1)")
 
-        with pytest.raises(MigrationBlocked, match=r"downgrade would drop data: zakaz.fact_qtickets_sales_daily "
-                                                   r"\(1 row\); nothing of 0004 ran, the database is at 0004"):
+        with pytest.raises(MigrationBlocked, match=r"downgrade would drop data from: zakaz.fact_qtickets_sales_daily "
+                                                   r"\(holding 1 row\); nothing of 0004 ran, the database is at 0004"):
             commands.downgrade(db_url, "0003", connection=conn, reporter=etl_writes)
         assert conn.exec_driver_sql("SELECT count() FROM zakaz.fact_qtickets_sales_daily").scalar() == 1
     st = commands.status(db_url)
@@ -296,7 +296,7 @@ def test_an_upgrade_that_drops_rows_needs_the_flag(db_url, versions_copy, monkey
     commands.upgrade(db_url, "0013")
     query("CREATE TABLE meta.scratch_import (a UInt8) ENGINE = MergeTree ORDER BY a")
     query("INSERT INTO meta.scratch_import VALUES (1), (2)")
-    _bad(["upgrade", "--url", db_url], expect="upgrade would drop data: meta.scratch_import (2 rows)")
+    _bad(["upgrade", "--url", db_url], expect="upgrade would drop data from: meta.scratch_import (holding 2 rows)")
     assert commands.status(db_url).heads == ["0013"]
     done = CliRunner().invoke(main, ["upgrade", "--allow-data-loss", "--url", db_url])
     assert done.exit_code == 0, done.output
