@@ -7,9 +7,7 @@ schemas, app.revision_files writes new revisions.
 """
 from __future__ import annotations
 
-import importlib
 import io
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -40,23 +38,6 @@ from app.versions import changed_files, resume_command, version_of
 # Names the CLI, the operator tools, bench and the tests reach through this module.
 from app.revision_files import CanonicalInvalid, load_canonical, new_revision  # noqa: F401
 from app.versions import RepairMismatch, RevisionRefused  # noqa: F401
-
-# Loaded on first use (module __getattr__): app/canonical.py is parsed when it
-# is imported, and the autogenerate modules import it, so a mistake in it is
-# the error of the commands that compare with it (verify), not of every deploy.
-_LAZY = {"CANONICAL": "app.canonical", "VIEW_DEFINER": "app.canonical",
-         "canonical_ahead": "app.revision_autogenerate", "chain_behind_canonical": "app.revision_autogenerate"}
-
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-_this = sys.modules[__name__]  # its attributes go through __getattr__ (tests patch CANONICAL)
 
 
 # --- migrating -----------------------------------------------------------------
@@ -243,7 +224,10 @@ def status(url: str | None = None) -> Status:
     if canonical_verdict.kept(Path(script.versions)):
         try:
             load_canonical()  # CanonicalInvalid before the modules that import it
-            ahead = _this.chain_behind_canonical()
+            # Imported here: it imports app/canonical.py, parsed on import, and
+            # a mistake there must not stop status, upgrade or any deploy command.
+            from app.revision_autogenerate import chain_behind_canonical
+            ahead = chain_behind_canonical()
         except CanonicalInvalid:
             pass  # status is about the database: verify and new --autogenerate say what is wrong
     return Status(
@@ -284,21 +268,24 @@ def verify(url: str | None = None, *, cluster: str | None = None) -> dict:
     on_cluster = Settings.from_sources(_cluster_attribute(cluster)).cluster
     # One connection for the schema and the ledger: opening an embedded
     # database loads every table (~1 s per 1000 tables on chDB 26.9).
-    canonical = _this.CANONICAL  # before connecting: a mistake in it is this command's one line
+    # Imported here (see status), before connecting: a mistake in it is this command's one line.
+    from app import canonical as canon
+    from app.revision_autogenerate import canonical_ahead, chain_behind_canonical
+    canonical = canon.CANONICAL
     with connect(url) as conn:
         live = snapshot_schema(conn, MANAGED_DATABASES)
         local = cluster_mode.unreplicated_tables(conn, MANAGED_DATABASES) if on_cluster else []
         rows, _, _ = versions.read_state(conn)
         definers = [] if is_embedded(url) else definer_findings(
-            conn, [n for n, o in canonical.items() if o.kind != TABLE], _this.VIEW_DEFINER)
+            conn, [n for n, o in canonical.items() if o.kind != TABLE], canon.VIEW_DEFINER)
     findings = compare_schema(live, canonical) + definers
     findings += [Finding("engine", name, "", f"Replicated{engine}", engine) for name, engine in local]
     script = script_directory(alembic_config(url))
     # Only a database that differs pays for the replay (cached by the chain's checksum).
-    ahead = any(f.fatal for f in findings) and _this.canonical_ahead(live, canonical, ledger.current_heads(rows))
+    ahead = any(f.fatal for f in findings) and canonical_ahead(live, canonical, ledger.current_heads(rows))
     if not any(f.fatal for f in findings):
         # Kept for status (app.canonical_verdict) when the replay is cached already.
-        _this.chain_behind_canonical(replay=False)
+        chain_behind_canonical(replay=False)
     # Why a database differs may be that it is not managed yet (no ledger:
     # built by the old SQL files, counted as `status` counts it) or half adopted.
     problem = ledger.open_problem(rows)

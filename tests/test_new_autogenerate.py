@@ -16,6 +16,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
+from app import canonical as canonical_module
 from app import commands, revision_files
 from app.canonical import CANONICAL
 from app.cli import main
@@ -286,7 +287,7 @@ def verify(url, *args):
 
 def test_verify_tells_a_canonical_schema_ahead_of_the_chain(at_head, monkeypatch):
     extra = parse_tables(NEW_TABLE)[0]
-    monkeypatch.setattr(commands, "CANONICAL", {**CANONICAL, extra.name: extra})
+    monkeypatch.setattr(canonical_module, "CANONICAL", {**CANONICAL, extra.name: extra})
     result = verify(at_head)
     assert result.exit_code == 1, result.output
     assert "canonical schema is ahead of the chain: run `zakaz-schema new --autogenerate`" in result.output
@@ -352,7 +353,7 @@ def test_on_a_server_a_generated_fact_table_is_granted_verified_and_revoked_on_d
         commands.upgrade(url, "head")
         etl_grants = "SHOW GRANTS FOR zakaz_etl"
         assert ("GRANT SELECT, INSERT ON zakaz.fact_refunds TO zakaz_etl",) in support.run_sql(url, etl_grants)[0]
-        monkeypatch.setattr(commands, "CANONICAL", revision_files.load_canonical())
+        monkeypatch.setattr(canonical_module, "CANONICAL", revision_files.load_canonical())
         assert [str(f) for f in commands.verify(url)["findings"] if f.fatal] == []
 
         commands.downgrade(url, "0013", allow_data_loss=True)
