@@ -223,11 +223,12 @@ def _as_table(name: str, shape: tuple) -> DbObject:
                     order_by=sorting_key, partition_by=partition_key)
 
 
-def _refuse_merged_rows(name: str, current: tuple, wanted: tuple) -> None:
+def _check_merged_rows(name: str, current: tuple, wanted: tuple, *, allowed: bool) -> None:
     """Before anything changes: refuse a new engine or key whose merges would combine stored rows.
 
     The copy keeps every row, but the new table's merges then combine those
     that share its key (app.merging): counted here, on the rows themselves.
+    Allowed (--allow-data-loss), the count is said, not silently lost.
     """
     if not current[1]:
         return  # no such table: the copy's own error says so
@@ -238,12 +239,17 @@ def _refuse_merged_rows(name: str, current: tuple, wanted: tuple) -> None:
     if _impl().cluster is not None:
         _sync_replica(name)  # count every row, wherever it was written
     merged = _scalar(merging.merged_rows_sql(old, new))
-    if merged:
-        raise DataLossRefused(
-            f"refusing to rebuild {name}: {why}; {merged} stored row(s) would be merged away; nothing was "
-            "changed: keep the old engine and key, or back the table up and re-run with --allow-data-loss "
-            "(alembic: -x allow_data_loss=true)"
-        )
+    if not merged:
+        return
+    if allowed:
+        log.warning("rebuild of %s: %s; %d stored row(s) will be merged away, as --allow-data-loss allows",
+                    name, why, merged)
+        return
+    raise DataLossRefused(
+        f"refusing to rebuild {name}: {why}; {merged} stored row(s) would be merged away; nothing was "
+        "changed: keep the old engine and key, or back the table up and resume with --allow-data-loss "
+        "as well (alembic: -x allow_data_loss=true)"
+    )
 
 
 def rebuild_table(impl, operation: d.RebuildTable) -> None:
@@ -278,8 +284,7 @@ def rebuild_table(impl, operation: d.RebuildTable) -> None:
                 _keep_old_table(name, work, copy, "an earlier run stopped after the swap")
             _run(render.drop_table(work, at))
             return
-        if not getattr(impl, "allow_data_loss", False):
-            _refuse_merged_rows(name, current, wanted)
+        _check_merged_rows(name, current, wanted, allowed=getattr(impl, "allow_data_loss", False))
     _run(render.drop_table(work, at))
     _run(render.create_table(operation, at, name=work, if_not_exists=False))
     if impl.cluster is not None:
