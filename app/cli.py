@@ -81,6 +81,7 @@ def _summary(steps: list, url: str, seconds: float, as_json: bool, warnings: lis
 
         st = commands.status(url)
         heads, at_head = st.heads, sorted(st.heads) == sorted(st.script_heads)
+    app_users.warn_users_without_role(url, steps, out.warner(warnings, as_json))  # roles dropped lose their grants
     out.print_summary(steps, heads, at_head, seconds, as_json, warnings)
 
 
@@ -316,7 +317,8 @@ def users_apply(url, names, dry_run, cluster):
                    "with --url, the first one not applied there).")
 @click.option("--to", "to_rev", default=None, help="Last revision to drill (default: head).")
 @click.option("--with-data", is_flag=True,
-              help="Load sample rows and check every table's rows survive each up/down/up.")
+              help="Check every table's rows survive each up/down/up (sample rows on the scratch "
+                   "database; with --url, the rows it holds: none are written there).")
 @click.option("--rows", "rows_per_table", type=click.IntRange(1, 100_000), default=20, show_default=True,
               help="Sample rows per table (with --with-data).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sample data seed (with --with-data).")
@@ -340,15 +342,12 @@ def drill(from_rev, to_rev, with_data, rows_per_table, seed, url, yes, allow_dat
     if url:
         parse_url(url)  # a URL it refuses is the line, not one quoting it (nor the header)
     if url and not yes:
-        raise UsageError(
-            f"the drill upgrades and downgrades {mask_url(url)} for real"
-            + (" and writes sample rows into its empty tables" if with_data else "")
-            + "; add --yes to drill it, or leave out --url to drill a scratch database"
-        )
-    if not as_json:
-        out.print_drill_header(mask_url(url) if url else None, with_data, rows_per_table, seed)
+        raise UsageError(f"the drill upgrades and downgrades {mask_url(url)} for real; "
+                         "add --yes to drill it, or leave out --url to drill a scratch database")
+    header = None if as_json else (lambda: out.print_drill_header(url and mask_url(url), with_data, rows_per_table, seed))
     report = run_drill(url, from_rev, to_rev, with_data=with_data, rows_per_table=rows_per_table, seed=seed,
-                       progress=None if as_json else out.print_drill_result, allow_data_loss=allow_data_loss)
+                       progress=None if as_json else out.print_drill_result, allow_data_loss=allow_data_loss,
+                       started=header)  # printed once there is something to drill
     out.emit(report.to_dict(), as_json, lambda _: out.print_drill_report(report))
     if not report.ok:
         sys.exit(EXIT_CHECK)

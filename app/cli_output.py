@@ -138,7 +138,9 @@ def print_verify(result: dict, strict: bool) -> None:
     if result.get("unmanaged_objects"):
         echo(unmanaged_line(result["unmanaged_objects"]))
     adoption = result.get("adoption")
-    if not fatal:
+    if fatal and all(f.kind == "user_role" for f in fatal):  # the schema is right: only the users are not
+        echo(f"USERS: {len(fatal)} application user(s) without their role: run `zakaz-schema users apply`")
+    elif not fatal:
         echo(f"OK: {result['objects']} objects match the canonical schema")
     elif adoption:
         echo(f"ADOPTING: {len(fatal)} finding(s); the adoption at {adoption['revision']} is {adoption['state']} "
@@ -164,7 +166,12 @@ def _yes_no(value) -> str:
 
 
 def print_drill_header(where: str | None, with_data: bool, rows_per_table: int, seed: int) -> None:
-    data = f"with sample data ({rows_per_table} rows per table, seed {seed})" if with_data else "schema only"
+    if not with_data:
+        data = "schema only"
+    elif where:
+        data = "with the rows it holds (no sample rows are written into a given database)"
+    else:
+        data = f"with sample data ({rows_per_table} rows per table, seed {seed})"
     echo(f"Drilling on {where or 'a scratch embedded database'}, {data}")
     echo(f"{'revision':<8} {'up ms':>6} {'down ms':>8}  {'schema restored':<15}  {'rows kept':<9}  notes")
 
@@ -185,6 +192,11 @@ def print_drill_result(result) -> None:
 
 def print_drill_report(report) -> None:
     span = f"{report.results[0].revision}..{report.end}" if report.results else report.end
+    if report.sample_tables:
+        echo(f"sample rows: {len(report.sample_tables)} table(s), {report.sample_rows}: "
+             + ", ".join(report.sample_tables))
+    elif report.sample_rows:
+        echo(f"sample rows: {report.sample_rows}")
     if report.ok:
         declared = sum(1 for r in report.results if r.declared_losses)
         echo(f"OK: {len(report.results)} revision(s) {span} upgraded, downgraded and upgraded "

@@ -31,7 +31,9 @@ from app.schema import TABLE
 from app.schema_check import definer_findings
 from app.snapshot import snapshot_schema
 from app.settings import Settings
+from app.sql import clickhouse_error_message
 from app.step_event import StepEvent
+from app.users import role_findings
 from app.verify import Finding, compare_schema
 from app.versions import changed_files, resume_command, version_of
 
@@ -278,6 +280,7 @@ def verify(url: str | None = None, *, cluster: str | None = None) -> dict:
         rows, _, _ = versions.read_state(conn)
         definers = [] if is_embedded(url) else definer_findings(
             conn, [n for n, o in canonical.items() if o.kind != TABLE], canon.VIEW_DEFINER)
+        roles = [] if is_embedded(url) else _role_findings(conn)
     findings = compare_schema(live, canonical) + definers
     findings += [Finding("engine", name, "", f"Replicated{engine}", engine) for name, engine in local]
     script = script_directory(alembic_config(url))
@@ -286,6 +289,8 @@ def verify(url: str | None = None, *, cluster: str | None = None) -> dict:
     if not any(f.fatal for f in findings):
         # Kept for status (app.canonical_verdict) when the replay is cached already.
         chain_behind_canonical(replay=False)
+    # After the schema's verdict: a user without its role says nothing about the chain.
+    findings += roles
     # Why a database differs may be that it is not managed yet (no ledger:
     # built by the old SQL files, counted as `status` counts it) or half adopted.
     problem = ledger.open_problem(rows)
@@ -300,6 +305,14 @@ def verify(url: str | None = None, *, cluster: str | None = None) -> dict:
         "unmanaged_objects": 0 if rows else len(live),
         "adoption": adoption,
     }
+
+
+def _role_findings(conn) -> list[Finding]:
+    """Application users that exist without their role (app.users), or why that was not checked."""
+    try:
+        return role_findings(conn)
+    except Exception as exc:  # noqa: BLE001 - a verifying user may not be allowed to list users
+        return [Finding("roles_unchecked", "system.users", "", "", clickhouse_error_message(exc))]
 
 
 # --- repair ------------------------------------------------------------------------

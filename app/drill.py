@@ -16,6 +16,13 @@ checksum must survive the round trip:
   only declared losses and what the drop operations announce, not a DROP
   written with ``run()``.
 
+Sample rows go only into the scratch database, removed with them.  A given
+database (``--url``) gets none: the drill cannot tell its own rows from
+the ones a loader, a backfill or a materialized view adds meanwhile, so it
+could neither remove them all (dashboards would read them) nor remove them
+without risking rows it did not insert.  There the data checks hold the
+database's own rows to the same round trips.
+
 Columns and tables a revision declares lost are left out of the checksums
 (0008's downgrade keeps the rows but not their ``_loaded_at``).  Content that
 legitimately changes on an upgrade (a materialized view's storage, a backfill
@@ -90,6 +97,9 @@ class DrillReport:
     end: str
     results: list[RevisionResult] = field(default_factory=list)
     seconds: float = 0.0
+    # Tables that got sample rows, and what became of those rows.
+    sample_tables: list[str] = field(default_factory=list)
+    sample_rows: str = ""
 
     @property
     def ok(self) -> bool:
@@ -219,19 +229,32 @@ class _Run:
     # Downgrades (and upgrades declaring losses) may delete the rows they
     # drop: always on the scratch database, on a given one only when asked.
     allow_loss: bool = True
+    # Sample rows are loaded (the scratch database only), and where they went.
+    sample: bool = False
+    sampled: set[str] = field(default_factory=set)
+
+    def fill(self, snap: Snapshot) -> dict[str, int]:
+        """Sample rows into ``snap``'s empty tables, when this drill loads any."""
+        if not self.sample:
+            return {}
+        loaded = fill_empty_tables(self.conn, snap, self.rows_per_table, self.seed, self.today)
+        self.sampled.update(loaded)
+        return loaded
 
 
 def run_drill(url: str | None = None, from_rev: str | None = None, to_rev: str | None = None,
               with_data: bool = False, script_location: str | None = None,
               rows_per_table: int = 20, seed: int = 0, *, today: dt.date | None = None,
-              progress=None, allow_data_loss: bool = False) -> DrillReport:
+              progress=None, allow_data_loss: bool = False, started=None) -> DrillReport:
     """Drill every revision from ``from_rev`` (default: the first not applied) to ``to_rev`` (default: head).
 
     ``url=None`` drills a scratch embedded database, removed afterwards; a
     given ``url`` is migrated for real (the CLI asks for --yes), and with
-    data, sample rows are written into its empty tables; there a step that
-    would delete rows is refused (a failure of the drill) unless
-    ``allow_data_loss``.  ``progress`` receives each RevisionResult as it finishes.
+    data, only the rows it holds are checked (no sample rows are written
+    into it); there a step that would delete rows is refused (a failure of
+    the drill) unless ``allow_data_loss``.  ``started`` is called once the
+    range is known to hold something to drill; ``progress`` receives each
+    RevisionResult as it finishes.
     """
     today = today or dt.date.today()
     t0 = time.perf_counter()
@@ -242,6 +265,8 @@ def run_drill(url: str | None = None, from_rev: str | None = None, to_rev: str |
         if len(heads) > 1:
             raise DrillError(f"the database has {len(heads)} heads ({', '.join(heads)}); the drill needs one")
         walk = plan(script, heads[0] if heads else None, from_rev, to_rev)
+        if started:
+            started()
         migrate = dict(connection=conn, script_location=script_location)
         if walk.start and walk.start not in heads:
             commands.upgrade(db_url, walk.start, **migrate)
@@ -251,9 +276,9 @@ def run_drill(url: str | None = None, from_rev: str | None = None, to_rev: str |
             end=walk.revisions[-1].revision,
         )
         run = _Run(conn, db_url, migrate, with_data, rows_per_table, seed, today, DataProbe(conn),
-                   allow_loss=scratch or allow_data_loss)
+                   allow_loss=scratch or allow_data_loss, sample=with_data and scratch)
         snap = _snapshot(conn, with_data)
-        if with_data and fill_empty_tables(conn, snap, rows_per_table, seed, today):
+        if run.fill(snap):
             snap = with_fresh_parts(conn, snap, MANAGED_DATABASES)
         for rev in walk.revisions:
             result = RevisionResult(rev.revision, commands.short_doc(rev))
@@ -263,8 +288,20 @@ def run_drill(url: str | None = None, from_rev: str | None = None, to_rev: str |
                 progress(result)
             if snap is None:  # a step raised: the database is not where the next revision starts
                 break
+        report.sample_tables = sorted(run.sampled)
+        report.sample_rows = _sample_rows(run, scratch)
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
+
+
+def _sample_rows(run: _Run, scratch: bool) -> str:
+    """What became of the sample rows, as the report says it."""
+    if not run.with_data:
+        return ""
+    if scratch:
+        return "removed with the scratch database" if run.sampled else "none loaded"
+    return ("none written: a given database keeps only its own rows, checked through every step "
+            "(drill without --url to rehearse with sample rows)")
 
 
 def _step(run: _Run, result: RevisionResult, direction: str, target: str,
@@ -315,7 +352,7 @@ def _drill_one(run: _Run, rev, before: Snapshot, result: RevisionResult) -> Snap
                                f"after the upgrade: {_one_line(exc)[:200]}")
     data_up = None
     if with_data:
-        loaded = fill_empty_tables(conn, after_up, run.rows_per_table, run.seed, run.today)
+        loaded = run.fill(after_up)
         if loaded:
             result.notes.append(f"sample rows loaded into {len(loaded)} new table(s)")
             after_up = with_fresh_parts(conn, after_up, MANAGED_DATABASES)
@@ -368,7 +405,7 @@ def _drill_one(run: _Run, rev, before: Snapshot, result: RevisionResult) -> Snap
         rows_ok = rows_ok and not changed
         result.failures += [f"{d} (after the upgrade vs after upgrading again)" for d in changed]
         result.rows_kept = rows_ok
-        if fill_empty_tables(conn, after_reup, run.rows_per_table, run.seed, run.today):
+        if run.fill(after_reup):
             # The parts as loaded, for the next revision's probe (its row
             # counts, read only by a fill, stay as they were: before this one).
             after_reup = with_fresh_parts(conn, after_reup, MANAGED_DATABASES)

@@ -37,6 +37,7 @@ from app.engine import connect
 from app.errors import CheckFailed, UsageError
 from app.settings import Settings
 from app.sql import clickhouse_error_code, clickhouse_error_message
+from app.verify import ROLE_MISSING, ROLE_NOT_DEFAULT, ROLE_NOT_HELD, USER_ROLE, Finding
 
 MASK = "'***'"
 
@@ -238,3 +239,61 @@ def apply(url: str | None = None, names: Iterable[str] | None = None,
         {"user": u.name, "role": u.role, "action": "updated" if u.name in existing else "created"}
         for u in users
     ]
+
+
+# --- users who lost their role --------------------------------------------------------
+
+# Dropping a role (revision 0010's downgrade) removes its grants to users, and
+# creating it again does not give them back: the users still log in, with no
+# rights (Code 497 on every view) until `users apply` grants the role again.
+
+def users_without_role(conn) -> list[tuple[AppUser, str]]:
+    """Each application user that exists but does not hold its role as a default role, and why.
+
+    One query.  A user that does not exist is not listed: a database may not
+    have had `users apply` yet.  Server only (the embedded engine has no users).
+    """
+    names = ", ".join(f"'{u.name}'" for u in APP_USERS)
+    roles = ", ".join(f"'{u.role}'" for u in APP_USERS)
+    rows = conn.exec_driver_sql(
+        f"SELECT 'user', name, '', 0 FROM system.users WHERE name IN ({names}) "
+        f"UNION ALL SELECT 'role', name, '', 0 FROM system.roles WHERE name IN ({roles}) "
+        "UNION ALL SELECT 'grant', user_name, granted_role_name, toUInt8(granted_role_is_default) "
+        f"FROM system.role_grants WHERE user_name IN ({names})"
+    ).all()
+    existing = {name for kind, name, _, _ in rows if kind == "user"}
+    existing_roles = {name for kind, name, _, _ in rows if kind == "role"}
+    grants = {(name, role): bool(default) for kind, name, role, default in rows if kind == "grant"}
+    out = []
+    for user in APP_USERS:
+        if user.name not in existing:
+            continue
+        if user.role not in existing_roles:
+            out.append((user, ROLE_MISSING))
+        elif (user.name, user.role) not in grants:
+            out.append((user, ROLE_NOT_HELD))
+        elif not grants[(user.name, user.role)]:
+            out.append((user, ROLE_NOT_DEFAULT))
+    return out
+
+
+def role_findings(conn) -> list[Finding]:
+    """``users_without_role`` as verify reports it: fatal, each saying to run `users apply`."""
+    return [Finding(USER_ROLE, user.name, "", user.role, state) for user, state in users_without_role(conn)]
+
+
+def warn_users_without_role(url: str, steps: list, warn) -> None:
+    """After ``steps`` ran on a server: ``warn`` each application user left without its role.
+
+    A step that drops a role (0010's downgrade) drops its grants to users too,
+    and one that creates it again does not restore them: nothing else says so.
+    """
+    if not steps or is_embedded(url):
+        return
+    try:
+        with connect(url) as conn:
+            findings = role_findings(conn)
+    except Exception:  # noqa: BLE001 - the steps are done: a deploy user who may not read
+        return  # system.users gets no advice here, and the summary is not worth failing for
+    for f in findings:
+        warn(str(f))

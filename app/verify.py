@@ -24,7 +24,22 @@ _LABELS = {"engine": "engine", "order_by": "ORDER BY", "partition_by": "PARTITIO
            "codec": "CODEC", "comment": "COMMENT"}
 
 
-NOT_FATAL = ("column_order", "unmanaged_object")
+NOT_FATAL = ("column_order", "unmanaged_object", "roles_unchecked")
+
+# An application user (app.users) that exists without its role; ``actual`` says how.
+USER_ROLE = "user_role"
+ROLE_MISSING = "role missing"
+ROLE_NOT_HELD = "not granted"
+ROLE_NOT_DEFAULT = "not a default role"
+_ROLE_ADVICE = {
+    ROLE_MISSING: "user {user} exists but its role {role} does not (a downgrade dropped it, and with it its "
+                  "grant to the user): run `zakaz-schema upgrade`, then `zakaz-schema users apply`",
+    # Dropping a role removes its grants to users; creating it again does not give them back.
+    ROLE_NOT_HELD: "user {user} exists but does not hold its role {role} (roles dropped by a downgrade and "
+                   "created again lose their grants to users): run `zakaz-schema users apply`",
+    ROLE_NOT_DEFAULT: "user {user} holds its role {role}, but not as a default role, so its logins get none "
+                      "of the role's rights: run `zakaz-schema users apply`",
+}
 
 # Where an object of each kind is declared in app/canonical.py, and how.
 _CANONICAL_ENTRY = {
@@ -56,6 +71,10 @@ class Finding:
     def __str__(self) -> str:
         e = self.expected or "(none)"
         a = self.actual or "(none)"
+        if self.kind == USER_ROLE:
+            return _ROLE_ADVICE[self.actual].format(user=self.object, role=self.expected)
+        if self.kind == "roles_unchecked":
+            return f"the application users' roles were not checked: {self.actual}"
         if self.kind == "missing_object":
             return f"missing {self.expected.replace('_', ' ')} {self.object}"
         if self.kind == "unmanaged_object":

@@ -130,7 +130,7 @@ def test_downgrade_refuses_to_drop_rows_without_flag(cli, query):
           "VALUES (now(), 'e1', 'x', 'msk', 1), (now(), 'e2', 'y', 'msk', 1)")
     refused = cli("downgrade", "0008")
     assert refused.exit_code == 2
-    assert "zakaz.fact_qtickets_inventory_latest (2 rows)" in refused.output
+    assert "zakaz.fact_qtickets_inventory_latest (holding 2 rows)" in refused.output
     assert "--allow-data-loss" in refused.output
     assert query("SELECT count() FROM zakaz.fact_qtickets_inventory_latest") == [(2,)]
     done = cli("downgrade", "0008", "--allow-data-loss")

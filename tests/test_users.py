@@ -211,3 +211,37 @@ def test_no_revision_mentions_a_user_or_a_password():
     for path in sorted((PROJECT_ROOT / "migrations" / "versions").glob("*.py")):
         text = path.read_text().replace('f"CREATE USER IF NOT EXISTS {DEFINER} NOT IDENTIFIED HOST NONE"', "")
         assert not re.search(r"IDENTIFIED|(CREATE|ALTER) USER|PASSWORD", text), path.name
+
+
+class _Rows:
+    """A connection answering the one query of ``users.users_without_role`` with ``rows``."""
+
+    def __init__(self, rows):
+        self.rows, self.queries = rows, []
+
+    def exec_driver_sql(self, sql, params=None):
+        self.queries.append(sql)
+        return self
+
+    def all(self):
+        return self.rows
+
+
+def test_users_without_their_role_are_found_in_one_query_and_missing_users_are_not():
+    conn = _Rows([
+        ("user", "etl_writer", "", 0), ("user", "datalens_reader", "", 0),
+        ("role", "zakaz_etl", "", 0), ("role", "zakaz_reader", "", 0), ("role", "zakaz_backup", "", 0),
+        ("grant", "etl_writer", "zakaz_etl", 1),
+    ])  # backup_user does not exist: `users apply` has not made it yet, not a finding
+    found = users.role_findings(conn)
+    assert len(conn.queries) == 1
+    assert [(f.object, f.expected, f.actual, f.fatal) for f in found] == [
+        ("datalens_reader", "zakaz_reader", "not granted", True)]
+    assert str(found[0]).endswith("run `zakaz-schema users apply`")
+    # Granted but not a default role: DataLens sets no role, so it is as good as none.
+    conn = _Rows([("user", "datalens_reader", "", 0), ("role", "zakaz_reader", "", 0),
+                  ("grant", "datalens_reader", "zakaz_reader", 0)])
+    assert [f.actual for f in users.role_findings(conn)] == ["not a default role"]
+    conn = _Rows([("user", "datalens_reader", "", 0)])  # behind 0010: the role itself is gone
+    (missing,) = users.role_findings(conn)
+    assert "run `zakaz-schema upgrade`, then `zakaz-schema users apply`" in str(missing)
