@@ -22,8 +22,13 @@ import click
 
 from app import progress
 from app.config import mask_text
+from app.engine import lost_reason
 from app.errors import EXIT_CHECK, EXIT_USAGE, UsageError, ZakazError
-from app.sql import one_line
+from app.sql import clickhouse_error_code, connection_lost, describe_clickhouse_error, one_line
+
+# ACCESS_DENIED: the user lacks a grant (the server's message names it);
+# configuration, not a defect: exit 2.
+_REFUSED_CODES = (497,)
 
 # The canonical schema is Python parsed on import by the commands that compare
 # with it (verify, adopt, autogenerate): a mistake in it is one line naming it.
@@ -103,6 +108,17 @@ def classify(exc: BaseException, command: str = "") -> Failure:
     if isinstance(exc, SyntaxError):
         return Failure(f"revision file {exc.filename} has a syntax error at line {exc.lineno}: {exc.msg}",
                        EXIT_USAGE)
+    # A driver's error outside a step (the ledger's and lock's statements, the
+    # checks before a run): the server's words, not "unexpected", which said
+    # nothing over native (clickhouse-driver puts the message on a second line).
+    if connection_lost(exc):
+        return Failure(lost_connection(command, lost_reason(exc)), EXIT_CHECK)
+    server_error = describe_clickhouse_error(exc)
+    if server_error:
+        if clickhouse_error_code(exc) in _REFUSED_CODES:
+            return Failure(f"{server_error}; grant it to this user, or run as a user that has it",
+                           EXIT_USAGE)
+        return Failure(f"{server_error} (run with --debug for the traceback)", EXIT_CHECK)
     return Failure(f"unexpected error: {one_line(exc)} (run with --debug for the traceback)", EXIT_CHECK)
 
 
@@ -191,6 +207,16 @@ def repair_mark(applied: bool, reverted: bool) -> str:
         raise UsageError("say what was done by hand: --mark-applied or --mark-reverted"
                          + (", not both" if applied else ""))
     return "applied" if applied else "reverted"
+
+
+def lost_connection(command: str, reason: str) -> str:
+    """The connection broke (the server stopped): where a run is left, and what to run once it is back."""
+    said = f"the connection to the server was lost ({reason})"
+    if command in ("upgrade", "downgrade", "adopt"):
+        return (f"{said}; steps that finished are recorded, one under way is recorded as interrupted "
+                "when it can be. Once the server is back, run `zakaz-schema status`: it shows that step "
+                "and the command that resumes it")
+    return f"{said}; once the server is back, run the same command again"
 
 
 def interrupted(command: str) -> Failure:

@@ -83,6 +83,23 @@ class KeeperUnavailable(ConfigError):
     """The server cannot reach ZooKeeper/Keeper: found before anything changed (one line, exit 2)."""
 
 
+class KeeperLost(CheckFailed):
+    """The server lost ZooKeeper/Keeper during a run: a step may be left open in the ledger (exit 1)."""
+
+
+# On the ledger's and the lock's own INSERTs, online.  By default an INSERT
+# into a Replicated table without its Keeper session retries for minutes
+# (~142 s on 24.8: 20 retries, backoff up to 10 s), the release of the lock
+# as long again: a deploy that lost Keeper seemed to hang, then failed anyway.
+# These give up after about 2.5 s.  The step's own statements keep the
+# server's defaults: a bulk INSERT that rides out a Keeper restart is wanted.
+INSERT_SETTINGS = "SETTINGS insert_keeper_max_retries = 5, insert_keeper_retry_max_backoff_ms = 1000"
+
+
+def is_keeper_error(exc: BaseException | None) -> bool:
+    return clickhouse_error_code(exc) in KEEPER_ERRORS
+
+
 @dataclass(frozen=True)
 class Cluster:
     name: str

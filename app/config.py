@@ -117,8 +117,12 @@ def is_embedded(url: str) -> bool:
 # as typed, valid or not: a typo in either must not unmask, nor an empty host,
 # nor a scheme typed with one slash, none, or no colon) is the password.
 # Over-masking two URLs on one line is safe; a leak is not.
+# One shape is not an authority: "@ 0x<hex>", a frame of a server's stack
+# trace (``DB::Exception: ... @ 0x00000000006d48ec``), whose "DB::" reads as a
+# scheme and an empty user: masked, the whole error was lost.
 _PASSWORD_IN_URL = re.compile(
     r"(?P<head>(?:[A-Za-z][\w+.-]*:/{0,2}|//)[^:/@\s]*:)(?P<pw>[^\n]*)(?P<tail>@)"
+    r"(?!\s+0x[0-9A-Fa-f]+(?:\s|$))"
     r"(?=[^\s/?#@'\"),;]*(?:[/?#\s'\"),;]|$))"
 )
 # A password=... query parameter runs to the next parameter ('&'), whitespace,

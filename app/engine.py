@@ -11,12 +11,16 @@ import sys
 from contextlib import contextmanager
 
 from app.config import DEFAULT_EMBEDDED_PATH, ConfigError, is_embedded, mask_text, mask_url, parse_url
-from app.errors import UsageError
-from app.sql import clickhouse_error_code, clickhouse_error_message
+from app.errors import CheckFailed, UsageError
+from app.sql import clickhouse_error_code, clickhouse_error_message, one_line
 
 
 class ConnectionFailed(UsageError):
     """The database cannot be reached or used; the message is one line, no password."""
+
+
+class ConnectionLost(CheckFailed):
+    """The connection broke during a run (the server stopped, the network went): exit 1."""
 
 
 def _register_chdb() -> None:
@@ -97,6 +101,18 @@ def _driver_sql_as_written(conn, cursor, statement, parameters, context, execute
 
 _UNREACHABLE = ("Connection refused", "timed out", "Name or service not known",
                 "Temporary failure in name resolution", "No route to host", "Network is unreachable")
+
+
+_LOST = _UNREACHABLE + ("Connection reset", "Broken pipe", "Remote end closed", "Unexpected EOF",
+                       "Connection aborted")
+
+
+def lost_reason(exc: BaseException) -> str:
+    """Why a connection broke, short: the HTTP driver's text is urllib3's whole retry story."""
+    text = clickhouse_error_message(exc) if clickhouse_error_code(exc) else one_line(getattr(exc, "orig", None) or exc)
+    lowered = text.lower()
+    reason = next((r for r in _LOST if r.lower() in lowered), None)
+    return mask_text(reason or text[:120])
 
 
 def describe_error(exc: BaseException, url: str) -> str:

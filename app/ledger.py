@@ -284,22 +284,26 @@ def _tool_version() -> str:
         return "dev"
 
 
-def insert_sql(schema: str, row: Row, *more: Row) -> str:
+def insert_sql(schema: str, row: Row, *more: Row, settings: str = "") -> str:
     """One INSERT for one or more rows (several rows land in one part, atomically).
 
     A row without a seq gets the ledger's maximum plus its position in this
     INSERT, computed by the server (also in offline SQL, when the script runs).
+    ``settings``: a ``SETTINGS ...`` clause for the INSERT.
     """
     tuples = []
     for offset, r in enumerate((row, *more), 1):
         values = r.values()
         seq = next_seq_sql(schema, offset=offset) if values["seq"] is None else quote_literal(values["seq"])
         tuples.append("(" + ", ".join(seq if k == "seq" else quote_literal(v) for k, v in values.items()) + ")")
-    return f"INSERT INTO {schema}.{LEDGER_TABLE} ({', '.join(COLUMNS)}) VALUES " + ", ".join(tuples)
+    clause = f"{settings} " if settings else ""
+    return f"INSERT INTO {schema}.{LEDGER_TABLE} ({', '.join(COLUMNS)}) {clause}VALUES " + ", ".join(tuples)
 
 
 def write(conn, schema: str, row: Row, *more: Row) -> None:
-    conn.exec_driver_sql(insert_sql(schema, row, *more))
+    # Offline SQL (insert_sql alone) has no such clause: clickhouse-client's
+    # session, or the operator, decides how long its INSERTs wait for Keeper.
+    conn.exec_driver_sql(insert_sql(schema, row, *more, settings=cluster_mode.INSERT_SETTINGS))
 
 
 def rows_sql(schema: str, extra: str = "") -> str:

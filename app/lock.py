@@ -72,7 +72,8 @@ def _insert(conn, schema: str, claim_id: str, owner: str, action: str, ttl: floa
     values = [next_seq_sql(schema, LOCK_TABLE), quote_literal(claim_id), quote_literal(owner),
               quote_literal(action), "now64(3)", f"now64(3) + toIntervalMillisecond({max(0, round(ttl * 1000))})"]
     conn.exec_driver_sql(
-        f"INSERT INTO {schema}.{LOCK_TABLE} (seq, claim_id, owner, action, at, expires_at) VALUES ("
+        f"INSERT INTO {schema}.{LOCK_TABLE} (seq, claim_id, owner, action, at, expires_at) "
+        f"{cluster_mode.INSERT_SETTINGS} VALUES ("
         + ", ".join(values) + ")"
     )
 

@@ -15,12 +15,14 @@ import logging
 import time
 import uuid
 
+from app import cluster as cluster_mode
 from app import ledger
 from app import losses
 from app.losses import DOWNGRADE, UPGRADE
 from app.errors import CheckFailed, UsageError
 from app.settings import Settings
-from app.sql import clickhouse_error_code, clickhouse_error_message
+from app.engine import ConnectionLost, lost_reason
+from app.sql import clickhouse_error_code, clickhouse_error_message, connection_lost, describe_clickhouse_error
 from app.step_event import StepEvent
 from app.versions import changed_files, file_checksum, resume_command, version_of
 
@@ -105,7 +107,44 @@ class StepRecorder:
             if self._next_seq is not None:
                 for row in rows:
                     row.seq, self._next_seq = self._next_seq, self._next_seq + 1
-            ledger.write(self.mc.connection, self.schema, *rows)
+            try:
+                ledger.write(self.mc.connection, self.schema, *rows)
+            except Exception as exc:
+                lost = self._lost(exc, rows)
+                if lost is None:
+                    raise
+                raise lost from exc
+
+    def _lost(self, exc: BaseException, rows: list[ledger.Row]) -> Exception | None:
+        """The one line for a ledger INSERT that failed because Keeper or the server went away, else None.
+
+        A step's end row (and the next step's "started" row, which shares its
+        INSERT) not written: the ledger still shows that step as started, which
+        `status` reads as interrupted and --resume re-runs.
+        """
+        keeper = self.settings.cluster is not None and cluster_mode.is_keeper_error(exc)
+        if not keeper and not connection_lost(exc):
+            return None
+        ended = next((r for r in rows if r.status != "started"), None)
+        if ended is not None and ended.direction in ("upgrade", "downgrade"):
+            step = {"direction": ended.direction, "revision": ended.revision}
+            how = "ran" if ended.status == "applied" else "failed"
+            state = (f"{ended.direction} {ended.revision} {how} but is left open in the ledger "
+                     f"(its end could not be recorded)")
+            then = f"`zakaz-schema status`, then {resume_command(self.script, step)}"
+        elif ended is not None:  # a stamp: no statement ran
+            state = f"the {ended.direction} to {ended.revision} was not recorded"
+            then = "`zakaz-schema status`, then the same command again"
+        else:
+            state = f"{rows[0].direction} {rows[0].revision} did not start"
+            then = "`zakaz-schema status`, then the same command again"
+        if keeper:
+            return cluster_mode.KeeperLost(
+                f"the server lost ZooKeeper/Keeper ({describe_clickhouse_error(exc)[:160]}); {state}. "
+                f"Once Keeper is back, run {then}"
+            )
+        return ConnectionLost(f"the connection to the server was lost ({lost_reason(exc)}); {state}. "
+                              f"Once the server is back, run {then}")
 
     # -- wrapping ---------------------------------------------------------------
     def wrap(self, migrations_fn):
@@ -317,6 +356,15 @@ class StepRecorder:
             except Exception as exc:
                 if self.mc.as_sql:
                     raise
+                if connection_lost(exc):
+                    # The statement may have finished on the server: no "failed"
+                    # row, the "started" one leaves the step interrupted.
+                    resume = resume_command(self.script, {"direction": direction, "revision": rev.revision})
+                    raise ConnectionLost(
+                        f"the connection to the server was lost during {direction} {rev.revision} "
+                        f"({lost_reason(exc)}); the step is recorded as interrupted. Once the server "
+                        f"is back, run `zakaz-schema status`, then {resume}"
+                    ) from exc
                 code = clickhouse_error_code(exc)
                 text = clickhouse_error_message(exc)
                 index = self.impl.statements

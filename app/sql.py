@@ -110,6 +110,79 @@ def clickhouse_error_message(exc: BaseException | None) -> str:
     return text or type(orig).__name__
 
 
+_NAME_IN_TEXT = re.compile(r"\(([A-Z][A-Z0-9_]+)\)")
+_MESSAGE_PREFIX = re.compile(r"^(?:Orig exception:\s*)?(?:HTTPException:\s*)?(?:Code: \d+\.\s*)*(?:DB::Exception:\s*)?")
+_VERSION_IN_TEXT = re.compile(r"\s*\(version [^)]*\)")
+
+
+def clickhouse_error_parts(exc: BaseException | None) -> tuple[int, str, str]:
+    """``(code, name, message)`` of a server's error, e.g. ``(497, "ACCESS_DENIED", "u: Not enough ...")``.
+
+    The message is the server's first line without ``Code: N. DB::Exception:``,
+    the name and the version the server appends; ``(0, "", "")`` if ``exc``
+    carries no ClickHouse code.
+    """
+    code = clickhouse_error_code(exc)
+    if not code:
+        return 0, "", ""
+    text = clickhouse_error_message(exc)
+    found = _NAME_IN_TEXT.search(text)
+    message = _VERSION_IN_TEXT.sub("", _MESSAGE_PREFIX.sub("", text))
+    if found:
+        message = message.replace(found.group(0), "")
+    message = " ".join(message.split()).rstrip(".")
+    return code, found.group(1) if found else _error_name(code), mask_text(message)
+
+
+# Over native the server's text has no "(NAME)": the names of the codes a
+# deploy meets, then clickhouse-driver's own table (older than 497).
+_NAMES = {159: "TIMEOUT_EXCEEDED", 210: "NETWORK_ERROR", 225: "NO_ZOOKEEPER", 242: "TABLE_IS_READ_ONLY",
+          497: "ACCESS_DENIED", 516: "AUTHENTICATION_FAILED", 999: "KEEPER_EXCEPTION"}
+
+
+def _error_name(code: int) -> str:
+    if code in _NAMES:
+        return _NAMES[code]
+    table = getattr(sys.modules.get("clickhouse_driver.errors"), "ErrorCodes", None)
+    return next((n for n in dir(table) if n.isupper() and getattr(table, n) == code), "") if table else ""
+
+
+def describe_clickhouse_error(exc: BaseException | None) -> str:
+    """``ClickHouse error 497 (ACCESS_DENIED): <the server's message>``; "" if ``exc`` carries no code."""
+    code, name, message = clickhouse_error_parts(exc)
+    if not code:
+        return ""
+    return f"ClickHouse error {code}" + (f" ({name})" if name else "") + (f": {message}" if message else "")
+
+
+def _client_class(exc: BaseException, module: str, *names: str) -> bool:
+    # Looked up, not imported: a driver that was never loaded raised nothing.
+    found = sys.modules.get(module)
+    return found is not None and any(isinstance(exc, getattr(found, n, ())) for n in names)
+
+
+def connection_lost(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the client losing its server (refused, reset, end of stream, timed out).
+
+    Told by the client's own classes, not by code 210: a server answers 210
+    for a connection of its own (to another shard) that failed.
+    """
+    if exc is None:
+        return False
+    for e in _chain(exc):
+        if getattr(e, "connection_invalidated", False) is True:
+            return True
+        if isinstance(e, (EOFError, ConnectionError, TimeoutError)):
+            return True
+        if _client_class(e, "clickhouse_driver.errors", "NetworkError", "SocketTimeoutError"):
+            return True
+        if _client_class(e, "requests.exceptions", "ConnectionError", "Timeout"):
+            return True
+        if _client_class(e, "urllib3.exceptions", "ProtocolError", "NewConnectionError", "MaxRetryError"):
+            return True
+    return False
+
+
 # --- literals and names -----------------------------------------------------
 
 def quote_literal(value: Any) -> str:

@@ -74,3 +74,58 @@ def test_a_closed_pipe_and_clicks_own_exits_pass_through():
     with pytest.raises(click.ClickException) as info:
         handle(LockTimeout("held"), command="upgrade", debug=False)
     assert info.value.exit_code == EXIT_USAGE and info.value.__cause__ is None
+
+
+def _native(exc: Exception) -> Exception:
+    """``exc`` as clickhouse-sqlalchemy's native driver raises it."""
+    from clickhouse_sqlalchemy.exceptions import DatabaseException
+
+    try:
+        raise DatabaseException(exc) from exc
+    except DatabaseException as wrapped:
+        return wrapped
+
+
+NATIVE_497 = ("DB::Exception: weak: Not enough privileges. To execute this query, it's necessary "
+              "to have the grant INSERT(seq) ON db.zakaz_schema_lock. Stack trace:\n\n"
+              "0. DB::Exception::Exception(DB::Exception::MessageMasked&&, int, bool) @ 0x00000000006d48ec\n"
+              "1. DB::AccessRights::checkAccess() @ 0x00007f8b917278ec")
+
+
+def test_a_server_error_outside_a_step_is_worded_as_the_servers_not_unexpected():
+    from clickhouse_driver.errors import ServerException
+
+    failure = classify(_native(ServerException(NATIVE_497, code=497)), "downgrade")
+    assert failure.exit_code == EXIT_USAGE
+    assert failure.message.startswith(
+        "ClickHouse error 497 (ACCESS_DENIED): weak: Not enough privileges."), failure.message
+    assert "grant INSERT(seq) ON db.zakaz_schema_lock;" in failure.message and "0x" not in failure.message
+    other = classify(_native(ServerException("DB::Exception: Table db.t does not exist. "
+                                             "(UNKNOWN_TABLE) (version 24.8.14.39)", code=60)))
+    assert other.exit_code == EXIT_CHECK and "unexpected" not in other.message
+    assert other.message.startswith("ClickHouse error 60 (UNKNOWN_TABLE): Table db.t does not exist"), other.message
+    assert "version" not in other.message
+
+
+@pytest.mark.parametrize("make", [
+    lambda: _native(__import__("clickhouse_driver.errors").errors.NetworkError(
+        "Connection refused (127.0.0.1:9000)")),
+    lambda: _native(EOFError("Unexpected EOF while reading bytes")),
+    lambda: ConnectionResetError(104, "Connection reset by peer"),
+])
+def test_a_connection_lost_during_a_run_says_so_and_what_to_run_once_the_server_is_back(make):
+    failure = classify(make(), "upgrade")
+    assert failure.exit_code == EXIT_CHECK
+    assert failure.message.startswith("the connection to the server was lost ("), failure.message
+    assert "recorded as interrupted" in failure.message and "`zakaz-schema status`" in failure.message
+    assert "unexpected" not in failure.message
+
+
+def test_a_servers_own_failed_connection_is_its_error_not_a_lost_connection():
+    # Code 210 from the server: its connection to another shard failed; ours is fine.
+    from clickhouse_driver.errors import ServerException
+
+    failure = classify(_native(ServerException("DB::Exception: Connection refused (ch2:9000)", code=210)),
+                       "upgrade")
+    assert failure.message.startswith(
+        "ClickHouse error 210 (NETWORK_ERROR): Connection refused (ch2:9000)"), failure.message

@@ -372,3 +372,59 @@ def test_a_downgrade_counts_rows_on_every_replica_not_only_the_one_it_is_connect
         assert commands.status(urls["ch2"]).heads == ["0013"]
     finally:
         support.run_sql(urls["ch2"], f"SYSTEM START FETCHES {table}")
+
+
+STALLING = '''
+"""A statement that runs a while (Keeper is stopped during it)."""
+from alembic import op
+revision = "k001"
+down_revision = None
+branch_labels = None
+depends_on = None
+DOWNGRADE_LOSES = []
+def upgrade():
+    print("STALLED", flush=True)
+    op.execute("SELECT sleep(3)")
+def downgrade():
+    pass
+'''
+
+
+def test_keeper_lost_during_a_step_fails_in_seconds_and_the_step_is_left_to_resume(cluster, urls, tmp_path):
+    # The step's own statement needs no Keeper; the ledger row after it does.  An
+    # INSERT into a Replicated table retries Keeper for minutes by default (~142 s
+    # on 24.8 per INSERT, the lock's release another): the deploy seemed to hang.
+    import shutil
+
+    from app.config import PROJECT_ROOT
+
+    chain = tmp_path / "migrations"
+    (chain / "versions").mkdir(parents=True)
+    for name in ("env.py", "script.py.mako"):
+        shutil.copy(PROJECT_ROOT / "migrations" / name, chain / name)
+    (chain / "versions" / "k001_stall.py").write_text(STALLING)
+    env = {"ZAKAZ_MIGRATIONS": str(chain)}
+    proc = support.start_cli("upgrade", "--url", urls["ch1"], "--cluster", CLUSTER, env=env)
+    try:
+        for line in proc.stdout:
+            if "STALLED" in line:
+                break
+        cluster.stop_keeper()
+        started = time.monotonic()
+        _, stderr = proc.communicate(timeout=400)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        cluster.start_keeper()
+    _wait_for_keeper(cluster)
+    # A loaded machine stretches sleep(3) past app.waiting's first report: that line is progress.
+    errors = [line for line in stderr.splitlines() if line.strip() and not line.startswith("waiting ")]
+    assert proc.returncode != 0 and len(errors) == 1, stderr
+    assert "Keeper" in errors[0] and "k001" in errors[0], errors[0]
+    assert cluster.password not in stderr
+    assert elapsed < 30, elapsed
+    problem = commands.status(urls["ch1"]).problem  # written before Keeper went: the step is open
+    assert problem is not None and problem["revision"] == "k001"
+    resumed = support.cli("upgrade", "k001", "--resume", "--url", urls["ch1"], "--cluster", CLUSTER, env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -90,3 +90,17 @@ def test_no_output_path_prints_the_password(ch):
     assert done.returncode != 0
     for part in visible_parts(password):
         assert part not in done.stdout + done.stderr, done.stderr[-1500:]
+
+
+def test_a_server_stack_trace_is_not_taken_for_a_password():
+    # "DB::" reads as a scheme and an empty user, "@ 0x..." as the '@' before a host.
+    trace = ("Code: 242. DB::Exception: Table is in readonly mode. (TABLE_IS_READ_ONLY) "
+             "Stack trace: 0. DB::Exception::Exception(DB::Exception::MessageMasked&&, int, bool) "
+             "@ 0x00000000006d48ec 1. DB::StorageReplicatedMergeTree::write() @ 0x00007f8b917278ec")
+    assert mask_text(trace) == trace
+    assert mask_text(trace + "\n") == trace + "\n"
+    for ch in SPECIAL:
+        for url in urls(secret_for(ch), 9000)[:3]:
+            line = mask_text(f"cannot reach {url}: {trace}")
+            assert "RETpw" not in line, line
+            assert "TABLE_IS_READ_ONLY" in line, line
