@@ -66,7 +66,30 @@ def create_engine(url: str):
         lazy_date_lut()
     engine = sa.create_engine(parsed, **kwargs)
     sa.event.listen(engine, "before_cursor_execute", _driver_sql_as_written, retval=True)
+    if parsed.drivername == "clickhouse+http":
+        # first_connect too, ahead of the dialect's own first queries there.
+        sa.event.listen(engine, "first_connect", _http_transport, insert=True)
+        sa.event.listen(engine, "connect", _http_transport)
     return engine
+
+
+def _http_transport(dbapi_connection, _record) -> None:
+    """Two things clickhouse-sqlalchemy's HTTP transport hands requests as they come.
+
+    Its one ``timeout`` is requests' connect and read timeout at once: with
+    wait_end_of_query the server answers a statement only at its end, so
+    every statement over 10 s (a rebuild's copy) failed with ReadTimeout.
+    Connecting still gives up after 10 s; reading waits for the statement.
+    And requests encodes a str user and password as Latin-1 for Basic auth:
+    a password with Cyrillic letters failed with "'latin-1' codec can't
+    encode"; ClickHouse compares the bytes, so UTF-8 bytes log in.
+    """
+    transport = getattr(dbapi_connection, "transport", None)
+    if transport is None:
+        return
+    if not isinstance(transport.timeout, tuple):  # both events see the first connection
+        transport.timeout = (transport.timeout, None)
+    transport.auth = tuple(part.encode("utf-8") if isinstance(part, str) else part for part in transport.auth)
 
 
 # Start-up time (issue #19).

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -673,3 +674,30 @@ def test_roles_dropped_and_created_again_are_reported_until_users_apply(server_u
     assert commands.verify(server_url)["findings"] == []
     with connect(reader) as conn:
         conn.exec_driver_sql("SELECT * FROM bi.v_sales_daily LIMIT 1").all()
+
+
+def test_a_statement_longer_than_the_connect_timeout_runs_to_its_end_over_http(clean_server):
+    # A rebuild's copy of a big table runs for minutes, and over HTTP
+    # (wait_end_of_query) the server answers only at its end: the driver's one
+    # 10 s timeout for connecting also cut every longer statement off.
+    url = clean_server.url("http")
+    with connect(url) as conn:
+        started = time.monotonic()
+        rows = conn.exec_driver_sql(
+            "SELECT count(), sum(sleepEachRow(1)) FROM numbers(12) SETTINGS max_block_size = 1").all()
+    assert rows == [(12, 0)] and time.monotonic() - started >= 12
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_password_with_letters_beyond_latin_1_logs_in_over_either_protocol(clean_server, protocol):
+    # requests encoded Basic auth as Latin-1: "'latin-1' codec can't encode characters" over HTTP.
+    admin = clean_server.url("native")
+    password = "Пароль-é-2026"
+    support.run_sql(admin, "CREATE USER IF NOT EXISTS zt_unicode IDENTIFIED BY 'Пароль-é-2026'")
+    try:
+        with connect(clean_server.url(protocol, user="zt_unicode", password=password)) as conn:
+            assert conn.exec_driver_sql("SELECT currentUser()").scalar() == "zt_unicode"
+        done = support.cli("status", "--url", clean_server.url(protocol, user="zt_unicode", password=password))
+        assert done.returncode == 0 and password not in done.stdout + done.stderr, done.stderr
+    finally:
+        support.run_sql(admin, "DROP USER IF EXISTS zt_unicode")
