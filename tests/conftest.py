@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,30 @@ def versions_copy(tmp_path) -> Path:
     shutil.copytree(PROJECT_ROOT / "migrations", target,
                     ignore=shutil.ignore_patterns("__pycache__"))
     return target
+
+
+@pytest.fixture
+def chain(versions_copy, monkeypatch) -> Path:
+    """A scratch copy of the migrations folder that every command uses."""
+    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
+    return versions_copy
+
+
+@pytest.fixture
+def canonical(tmp_path, monkeypatch):
+    """Install an edited copy of app/canonical.py: ``canonical(edit)`` with ``edit(text) -> text``."""
+    from app import revision_files
+
+    def install(edit):
+        name = f"canonical_copy_{uuid.uuid4().hex[:8]}"
+        text = (PROJECT_ROOT / "app" / "canonical.py").read_text(encoding="utf-8")
+        edited = edit(text)
+        assert edited != text
+        (tmp_path / f"{name}.py").write_text(edited, encoding="utf-8")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setattr(revision_files, "CANONICAL_MODULE", name)
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return install
 
 
 # --- real servers (tests/server_support.py): one of each per test session ----------

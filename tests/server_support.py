@@ -299,6 +299,16 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> 
     )
 
 
+def one_revision_chain(folder: Path, filename: str, text: str) -> dict[str, str]:
+    """A migrations folder under ``folder`` holding one revision; the environment that deploys it."""
+    chain = folder / "migrations"
+    (chain / "versions").mkdir(parents=True)
+    for name in ("env.py", "script.py.mako"):
+        shutil.copy(PROJECT_ROOT / "migrations" / name, chain / name)
+    (chain / "versions" / filename).write_text(text)
+    return {"ZAKAZ_MIGRATIONS": str(chain)}
+
+
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "app", *args], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,

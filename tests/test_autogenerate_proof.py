@@ -8,37 +8,12 @@ app/canonical.py, as tests/test_new_autogenerate.py does.
 """
 from __future__ import annotations
 
-import sys
-import uuid
-
 import pytest
 from click.testing import CliRunner
 
-from app import revision_files
 from app.cli import main
-from app.config import PROJECT_ROOT
 
 pytestmark = [pytest.mark.slow]
-
-@pytest.fixture
-def chain(versions_copy, monkeypatch):
-    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
-    return versions_copy
-
-
-@pytest.fixture
-def canonical(tmp_path, monkeypatch):
-    """Install an edited copy of app/canonical.py: ``canonical(edit)`` with ``edit(text) -> text``."""
-    def install(edit):
-        name = f"canonical_copy_{uuid.uuid4().hex[:8]}"
-        text = (PROJECT_ROOT / "app" / "canonical.py").read_text(encoding="utf-8")
-        edited = edit(text)
-        assert edited != text
-        (tmp_path / f"{name}.py").write_text(edited, encoding="utf-8")
-        monkeypatch.syspath_prepend(str(tmp_path))
-        monkeypatch.setattr(revision_files, "CANONICAL_MODULE", name)
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    return install
 
 
 def refunds_view(columns: str, query: str):

@@ -12,6 +12,7 @@ from app import adopt, commands, revision_files
 from app.cli import main
 from app.config import PROJECT_ROOT
 from app.engine import connect
+from cli_results import one_error_line
 
 
 @pytest.fixture
@@ -22,19 +23,6 @@ def cli(db_url):
         extra = ["--url", url] if url and args[0] != "new" else []
         return runner.invoke(main, [*args, *extra], catch_exceptions=False)
     return invoke
-
-
-@pytest.fixture
-def chain(versions_copy, monkeypatch):
-    """A scratch copy of the migrations folder that every command uses."""
-    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
-    return versions_copy
-
-
-def _one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def _run(*args, cwd=PROJECT_ROOT, **kw):
@@ -60,7 +48,7 @@ def test_embedded_url_without_a_path_is_refused(cli, url, command):
     result = cli(*command, url=url)
     assert result.exit_code == 2
     assert result.stdout == ""  # no "Upgrading ..." header over a URL nothing can open
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert "names no directory" in line and "add ?path=DIR" in line and "omit --url" in line
     assert "var/zakaz.chdb" in line
 
@@ -84,7 +72,7 @@ def test_new_leaves_no_file_when_the_revision_would_not_load(cli, chain, monkeyp
     monkeypatch.setattr(revision_files, "_docstring_text", lambda message: message)  # the old, unescaped text
     result = cli("new", 'a """ b')
     assert result.exit_code == 2
-    assert "does not make a valid revision file" in _one_error_line(result)
+    assert "does not make a valid revision file" in one_error_line(result)
     assert sorted(p.name for p in (chain / "versions").iterdir()) == before
 
 
@@ -118,12 +106,12 @@ def test_relative_revisions_that_go_nowhere_are_explained(cli):
     assert cli("upgrade", "0005").exit_code == 0
     up = cli("downgrade", "+1")
     assert up.exit_code == 2
-    assert "downgrade +1 would go up: a downgrade takes -1, a revision id or base" in _one_error_line(up)
+    assert "downgrade +1 would go up: a downgrade takes -1, a revision id or base" in one_error_line(up)
     too_far = cli("downgrade", "-10")
-    assert "fewer than 10 revisions are applied" in _one_error_line(too_far)
+    assert "fewer than 10 revisions are applied" in one_error_line(too_far)
     assert "already at base" not in up.output + too_far.output
     ahead = cli("upgrade", "+20")
-    assert "fewer than 20 revisions are pending" in _one_error_line(ahead)
+    assert "fewer than 20 revisions are pending" in one_error_line(ahead)
 
 
 def test_status_drops_skipped_statements_of_a_downgraded_revision(cli):
@@ -140,7 +128,7 @@ def test_history_names_a_revision_file_that_does_not_load(cli, chain):
     (chain / "versions" / "0014_broken.py").write_text('"""Broken."""\nrevision = "0014"\ndef upgrade(:\n')
     result = cli("history")
     assert result.exit_code == 2
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert "0014_broken.py has a syntax error at line 3" in line
 
 
@@ -175,7 +163,7 @@ def test_stamp_backwards_on_a_populated_database_needs_yes(cli, db_url):
     for target in ("base", "0005"):
         refused = cli("stamp", target)
         assert refused.exit_code == 2
-        line = _one_error_line(refused)
+        line = one_error_line(refused)
         assert f"stamping {target} records the database as no longer at 0013" in line and "--yes" in line
     assert commands.status(db_url).heads == ["0013"]
     assert cli("stamp", "head").exit_code == 0  # not backwards: no confirmation

@@ -394,16 +394,7 @@ def test_keeper_lost_during_a_step_fails_in_seconds_and_the_step_is_left_to_resu
     # The step's own statement needs no Keeper; the ledger row after it does.  An
     # INSERT into a Replicated table retries Keeper for minutes by default (~142 s
     # on 24.8 per INSERT, the lock's release another): the deploy seemed to hang.
-    import shutil
-
-    from app.config import PROJECT_ROOT
-
-    chain = tmp_path / "migrations"
-    (chain / "versions").mkdir(parents=True)
-    for name in ("env.py", "script.py.mako"):
-        shutil.copy(PROJECT_ROOT / "migrations" / name, chain / name)
-    (chain / "versions" / "k001_stall.py").write_text(STALLING)
-    env = {"ZAKAZ_MIGRATIONS": str(chain)}
+    env = support.one_revision_chain(tmp_path, "k001_stall.py", STALLING)
     proc = support.start_cli("upgrade", "--url", urls["ch1"], "--cluster", CLUSTER, env=env)
     try:
         for line in proc.stdout:

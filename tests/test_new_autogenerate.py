@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -33,27 +32,6 @@ zakaz.refunds_log  MergeTree ORDER BY (sale_id) PARTITION BY toYYYYMM(ts)
     ts              DateTime DEFAULT now()
     amount          Decimal(12, 2)
 """
-
-
-@pytest.fixture
-def chain(versions_copy, monkeypatch):
-    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
-    return versions_copy
-
-
-@pytest.fixture
-def canonical(tmp_path, monkeypatch):
-    """Install an edited copy of app/canonical.py: ``canonical(edit)`` with ``edit(text) -> text``."""
-    def install(edit):
-        name = f"canonical_copy_{uuid.uuid4().hex[:8]}"
-        text = (PROJECT_ROOT / "app" / "canonical.py").read_text(encoding="utf-8")
-        edited = edit(text)
-        assert edited != text
-        (tmp_path / f"{name}.py").write_text(edited, encoding="utf-8")
-        monkeypatch.syspath_prepend(str(tmp_path))
-        monkeypatch.setattr(revision_files, "CANONICAL_MODULE", name)
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    return install
 
 
 def add_table(text: str) -> str:

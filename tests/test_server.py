@@ -18,7 +18,6 @@ import pytest
 import server_support as support
 from app import commands, users
 from app.canonical import CANONICAL
-from app.config import PROJECT_ROOT
 from app.engine import ConnectionFailed, connect
 from app.ledger import LEDGER_TABLE
 from app.lock import LOCK_TABLE
@@ -489,16 +488,9 @@ def downgrade():
 def test_ctrl_c_during_a_statement_is_the_interrupted_line_and_resumable(server_url, tmp_path):
     # Over native the driver drops the connection mid-query: releasing the deploy lock on it
     # said "unexpected error: Can't reconnect until invalid transaction is rolled back".
-    import shutil
     import signal
-    import time
 
-    chain = tmp_path / "migrations"
-    (chain / "versions").mkdir(parents=True)
-    for name in ("env.py", "script.py.mako"):
-        shutil.copy(PROJECT_ROOT / "migrations" / name, chain / name)
-    (chain / "versions" / "s001_slow.py").write_text(SLOW_STATEMENT)
-    env = {"ZAKAZ_MIGRATIONS": str(chain)}
+    env = support.one_revision_chain(tmp_path, "s001_slow.py", SLOW_STATEMENT)
     proc = support.start_cli("upgrade", "--url", server_url, env={**env, "ZAKAZ_STALL": "1"})
     for line in proc.stdout:
         if "STALLED" in line:
@@ -600,14 +592,7 @@ class _Proxy:
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_server_lost_during_a_step_says_so_and_the_step_is_left_to_resume(clean_server, protocol, tmp_path):
     # Was "unexpected error: Orig exception: Code: 210. Connection refused".
-    import shutil
-
-    chain = tmp_path / "migrations"
-    (chain / "versions").mkdir(parents=True)
-    for name in ("env.py", "script.py.mako"):
-        shutil.copy(PROJECT_ROOT / "migrations" / name, chain / name)
-    (chain / "versions" / "s001_slow.py").write_text(SLOW_STATEMENT)
-    env = {"ZAKAZ_MIGRATIONS": str(chain)}
+    env = support.one_revision_chain(tmp_path, "s001_slow.py", SLOW_STATEMENT)
     db = support.fresh_database(clean_server)
     proxy = _Proxy(clean_server.native_port if protocol == "native" else clean_server.http_port)
     port = f":{proxy.port}/"

@@ -11,24 +11,13 @@ import sys
 import textwrap
 
 import pytest
-from click.testing import CliRunner
 
 from app import commands, graph, revision_files
-from app.cli import main
 from app.config import PROJECT_ROOT, mask_text
 from app.engine import connect
+from cli_results import invoke, one_error_line
 
 SECRET = "S3CRETpw"
-
-
-def _invoke(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def _one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 # --- A: the resume hint of an interrupted step names that step's revision -------------------
@@ -91,13 +80,13 @@ def test_an_interrupted_upgrade_is_resumed_to_its_own_revision_not_head(database
     # `upgrade 0014` killed in its step: status said `upgrade --resume`, which runs on to head (0015 here).
     url = database_at("0013")
     _terminated_while_stalled("upgrade", "0014", "--url", url, stall="upgrade")
-    status = _invoke("status", "--url", url)
+    status = invoke("status", "--url", url)
     assert "upgrade 0014 interrupted" in status.output
     assert "fix the cause, then `zakaz-schema upgrade 0014 --resume`" in status.output, status.output
     assert "upgrade --resume" not in status.output
-    blocked = _invoke("upgrade", "0014", "--url", url)
+    blocked = invoke("upgrade", "0014", "--url", url)
     assert blocked.exit_code == 2 and "`zakaz-schema upgrade 0014 --resume`" in blocked.output
-    resumed = _invoke("upgrade", "0014", "--resume", "--url", url)
+    resumed = invoke("upgrade", "0014", "--resume", "--url", url)
     assert resumed.exit_code == 0, resumed.output
     st = commands.status(url)
     assert st.heads == ["0014"] and st.problem is None and [p["revision"] for p in st.pending] == ["0015"]
@@ -105,12 +94,12 @@ def test_an_interrupted_upgrade_is_resumed_to_its_own_revision_not_head(database
 
 def test_an_interrupted_downgrade_is_resumed_to_the_revision_its_step_goes_down_to(database_at, stalling_chain):
     url = database_at("0013")
-    assert _invoke("upgrade", "0014", "--url", url).exit_code == 0
+    assert invoke("upgrade", "0014", "--url", url).exit_code == 0
     _terminated_while_stalled("downgrade", "base", "--url", url, stall="downgrade")
-    status = _invoke("status", "--url", url)
+    status = invoke("status", "--url", url)
     assert "downgrade 0014 interrupted" in status.output
     assert "fix the cause, then `zakaz-schema downgrade 0013 --resume`" in status.output, status.output
-    resumed = _invoke("downgrade", "0013", "--resume", "--url", url)
+    resumed = invoke("downgrade", "0013", "--resume", "--url", url)
     assert resumed.exit_code == 0, resumed.output
     st = commands.status(url)
     assert st.heads == ["0013"] and st.problem is None
@@ -146,11 +135,11 @@ def test_a_password_query_parameter_is_refused_in_one_line(driver, query):
     # HTTP: "got multiple values for argument 'password'"; native: the right password "failed".
     url = f"clickhouse+{driver}://deploy@127.0.0.1:{_closed_port()}/default{query}"
     for args in (("status",), ("upgrade",), ("verify",), ("--debug", "status")):
-        result = _invoke(*args, "--url", url)
+        result = invoke(*args, "--url", url)
         assert result.exit_code == 2, (args, result.output)
         assert SECRET not in result.output and "RET" not in result.output, result.output
         if args[0] != "--debug":
-            line = _one_error_line(result)
+            line = one_error_line(result)
             assert "password= query parameter" in line and "user part, percent-encoded" in line, line
 
 
@@ -203,13 +192,13 @@ def test_dot_labels_escape_backslashes_and_quotes(versions_copy):
 def test_upgrade_base_of_a_database_past_base_points_at_downgrade(database_at, db_url):
     # It said "Nothing to do: the database is at 0013 (head)." and exited 0.
     url = database_at("0013")
-    result = _invoke("upgrade", "base", "--url", url)
+    result = invoke("upgrade", "base", "--url", url)
     assert result.exit_code == 2, result.output
     assert "Nothing to do" not in result.output
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert "the database is at 0013, ahead of base" in line and "`zakaz-schema downgrade base`" in line
     assert commands.status(url).heads == ["0013"]
     with connect(db_url):
         pass  # an empty database: at base already, nothing to refuse
-    fresh = _invoke("upgrade", "base", "--url", db_url)
+    fresh = invoke("upgrade", "base", "--url", db_url)
     assert fresh.exit_code == 0 and "Nothing to do: the database is at base." in fresh.output

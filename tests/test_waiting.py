@@ -41,12 +41,6 @@ SLOW_MUTATION = (
 )
 
 
-@pytest.fixture
-def chain(versions_copy, monkeypatch):
-    monkeypatch.setenv("ZAKAZ_MIGRATIONS", str(versions_copy))
-    return versions_copy
-
-
 def _events(stderr: str) -> list[dict]:
     return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
