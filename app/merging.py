@@ -29,6 +29,11 @@ def _merging(engine: str) -> bool:
     return bool(MERGE_TREE_FAMILY.match(name)) and name != "MergeTree"
 
 
+def merges_rows(engine: str) -> bool:
+    """Whether a table of ``engine`` (Replicated or not) combines rows in its merges."""
+    return _merging(logical_engine(engine))
+
+
 def _parts(key: str) -> list[str]:
     """A normalised key's top-level expressions: ``a, toYYYYMM(d)`` -> ``["a", "toYYYYMM(d)"]``."""
     text = normalise_key(key)

@@ -25,6 +25,8 @@ _LABELS = {"engine": "engine", "order_by": "ORDER BY", "partition_by": "PARTITIO
 
 
 NOT_FATAL = ("column_order", "unmanaged_object", "roles_unchecked")
+# What app.operations.rebuild leaves behind: the old table kept after a swap it could not prove.
+REBUILD_LEFTOVERS = ("__before_rebuild",)
 
 # An application user (app.users) that exists without its role; ``actual`` says how.
 USER_ROLE = "user_role"
@@ -77,6 +79,12 @@ class Finding:
             return f"the application users' roles were not checked: {self.actual}"
         if self.kind == "missing_object":
             return f"missing {self.expected.replace('_', ' ')} {self.object}"
+        if self.kind == "unmanaged_object" and self.object.endswith(REBUILD_LEFTOVERS):
+            # app.operations.rebuild keeps the table before a swap under this
+            # name when it could not show the new one holds every row.
+            table = self.object.rsplit("__", 1)[0]
+            return (f"table {self.object} is left by a rebuild of {table}: check that {table} holds the rows "
+                    f"you need from it, then drop it (DROP TABLE {self.object})")
         if self.kind == "unmanaged_object":
             # Often a table a new revision creates: canonical.py is the
             # schema at head, edited by hand alongside the revision.
