@@ -244,6 +244,8 @@ def explain_alembic(exc: Exception, command: str = "") -> str:
 
 def _explain_relative(command: str, sign: str, n: int) -> str:
     """alembic's "Relative revision +N didn't produce N migrations", for the command that was run."""
+    if n == 0:
+        return f"{command} {sign}0 moves nowhere: give {'-1' if command == 'downgrade' else '+1'} or more, a revision id"
     if command == "downgrade" and sign == "+":
         return f"downgrade +{n} would go up: a downgrade takes -{n}, a revision id or base"
     if command == "upgrade" and sign == "-":

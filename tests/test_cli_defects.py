@@ -112,6 +112,8 @@ def test_relative_revisions_that_go_nowhere_are_explained(cli):
     assert "already at base" not in up.output + too_far.output
     ahead = cli("upgrade", "+20")
     assert "fewer than 20 revisions are pending" in one_error_line(ahead)
+    nowhere = cli("downgrade", "-0")
+    assert nowhere.exit_code == 2 and "downgrade -0 moves nowhere" in one_error_line(nowhere)
 
 
 def test_status_drops_skipped_statements_of_a_downgraded_revision(cli):
