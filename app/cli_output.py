@@ -140,6 +140,8 @@ def print_verify(result: dict, strict: bool) -> None:
     adoption = result.get("adoption")
     if fatal and all(f.kind == "user_role" for f in fatal):  # the schema is right: only the users are not
         echo(f"USERS: {len(fatal)} application user(s) without their role: run `zakaz-schema users apply`")
+    elif fatal and all(f.kind in ("user_role", "user_rights") for f in fatal):
+        echo(f"USERS: {len(fatal)} application user(s) whose rights are not their role's: see above")
     elif not fatal:
         echo(f"OK: {result['objects']} objects match the canonical schema")
     elif adoption:
@@ -257,10 +259,16 @@ def print_adoption_plan(plan) -> None:
         echo(f"imported:  {len(entries)} applied file(s) from clickhouse-migrations' {table}, kept as history")
     for note in plan.notes:
         echo(f"note:      {note}")
+    for loss in (plan.resume or {}).get("earlier_losses", []):
+        from app.losses import row_count  # noqa: PLC0415 - adopt's commands only
+        echo(f"lost:      {', '.join(loss['loses'])} in {row_count(loss['rows'])}, by the interrupted run "
+             f"({loss['step']}), allowed with --allow-data-loss then")
     if plan.operations:
         lossy = plan.lossy_operations
+        earlier = (plan.resume or {}).get("earlier_losses", [])
+        kept = ", every row kept by them" if earlier else ", every row kept"
         echo(f"repair plan: {len(plan.operations)} operation(s)"
-                   + (f", {len(lossy)} of them LOSE DATA (need --allow-data-loss)" if lossy else ", every row kept"))
+                   + (f", {len(lossy)} of them LOSE DATA (need --allow-data-loss)" if lossy else kept))
         for n, op in enumerate(plan.operations, 1):
             # A losing operation's reason ends with what it loses, in how many rows (said once).
             echo(f"  {n:>2}. {op.kind} {op.target}: {op.reason}")
@@ -295,11 +303,19 @@ def print_adoption_result(plan, result) -> None:
     fatal = [f for f in result.findings if f.fatal]
     allowed = result.allowed_losses
     for loss in allowed:
+        if loss.get("earlier_run"):
+            # Only the ledger's step row is left of it: its reason says what it lost.
+            echo(f"LOST (allowed): {', '.join(loss['loses'])} in {row_count(loss['rows'])}, by an earlier, "
+                 f"interrupted run of this adoption ({loss['step']})")
+            continue
         how = f"changed by the conversion to {loss['converted_to']}" if loss["converted_to"] else "lost"
         what = "" if loss["loses"] == [loss["target"]] else f"{', '.join(loss['loses'])} "
         echo(f"LOST (allowed): {loss['operation']} {loss['target']}: {what}{how} in {row_count(loss['rows'])}")
     if result.ok:
         kept = "counts and checksums unchanged"
+        if getattr(result, "resumed", False):
+            # Measured when this run began: what the interrupted run(s) did before is not compared.
+            kept += " since this run started, not since before the adoption"
         if result.unchecked:
             kept += f"; checksums compared on every column but {', '.join(result.unchecked)}, lost as listed"
         echo(f"OK: adopted at {plan.revision}, upgraded to head, verify passes"

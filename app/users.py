@@ -37,7 +37,7 @@ from app.engine import connect
 from app.errors import CheckFailed, UsageError
 from app.settings import Settings
 from app.sql import clickhouse_error_code, clickhouse_error_message
-from app.verify import ROLE_MISSING, ROLE_NOT_DEFAULT, ROLE_NOT_HELD, USER_ROLE, Finding
+from app.verify import ROLE_MISSING, ROLE_NOT_DEFAULT, ROLE_NOT_HELD, USER_RIGHTS, USER_ROLE, Finding
 
 MASK = "'***'"
 
@@ -253,33 +253,53 @@ def users_without_role(conn) -> list[tuple[AppUser, str]]:
     One query.  A user that does not exist is not listed: a database may not
     have had `users apply` yet.  Server only (the embedded engine has no users).
     """
+    return _rights(conn)[0]
+
+
+def _rights(conn) -> tuple[list[tuple[AppUser, str]], list[tuple[AppUser, list[str]]]]:
+    """``users_without_role``, and each existing application user's rights beyond its role.
+
+    One query.  A user's rights are its role's (warehouse.md, Access): another
+    role, or a privilege granted to the user itself, is more than the spec
+    gives it (a tryout's DataLens user could write into a fact table, and
+    verify said OK).  ``users apply`` grants and never revokes, so they stay.
+    """
     names = ", ".join(f"'{u.name}'" for u in APP_USERS)
     roles = ", ".join(f"'{u.role}'" for u in APP_USERS)
     rows = conn.exec_driver_sql(
         f"SELECT 'user', name, '', 0 FROM system.users WHERE name IN ({names}) "
         f"UNION ALL SELECT 'role', name, '', 0 FROM system.roles WHERE name IN ({roles}) "
         "UNION ALL SELECT 'grant', user_name, granted_role_name, toUInt8(granted_role_is_default) "
-        f"FROM system.role_grants WHERE user_name IN ({names})"
+        f"FROM system.role_grants WHERE user_name IN ({names}) "
+        "UNION ALL SELECT 'direct', user_name, concat(toString(access_type), ' ON ', ifNull(database, '*'), '.', "
+        "ifNull(table, '*')), 0 "
+        f"FROM system.grants WHERE user_name IN ({names}) AND NOT is_partial_revoke"
     ).all()
     existing = {name for kind, name, _, _ in rows if kind == "user"}
     existing_roles = {name for kind, name, _, _ in rows if kind == "role"}
     grants = {(name, role): bool(default) for kind, name, role, default in rows if kind == "grant"}
-    out = []
+    missing, extra = [], []
     for user in APP_USERS:
         if user.name not in existing:
             continue
         if user.role not in existing_roles:
-            out.append((user, ROLE_MISSING))
+            missing.append((user, ROLE_MISSING))
         elif (user.name, user.role) not in grants:
-            out.append((user, ROLE_NOT_HELD))
+            missing.append((user, ROLE_NOT_HELD))
         elif not grants[(user.name, user.role)]:
-            out.append((user, ROLE_NOT_DEFAULT))
-    return out
+            missing.append((user, ROLE_NOT_DEFAULT))
+        more = sorted(f"ROLE {role}" for name, role in grants if name == user.name and role != user.role)
+        more += sorted(what for kind, name, what, _ in rows if kind == "direct" and name == user.name)
+        if more:
+            extra.append((user, more))
+    return missing, extra
 
 
 def role_findings(conn) -> list[Finding]:
-    """``users_without_role`` as verify reports it: fatal, each saying to run `users apply`."""
-    return [Finding(USER_ROLE, user.name, "", user.role, state) for user, state in users_without_role(conn)]
+    """The application users' rights as verify reports them: fatal, each saying what to do."""
+    missing, extra = _rights(conn)
+    return ([Finding(USER_ROLE, user.name, "", user.role, state) for user, state in missing]
+            + [Finding(USER_RIGHTS, user.name, "", user.role, ", ".join(more)) for user, more in extra])
 
 
 def warn_users_without_role(url: str, steps: list, warn) -> None:

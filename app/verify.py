@@ -30,6 +30,8 @@ REBUILD_LEFTOVERS = ("__before_rebuild",)
 
 # An application user (app.users) that exists without its role; ``actual`` says how.
 USER_ROLE = "user_role"
+# An application user holding more than its role (another role, a privilege of its own).
+USER_RIGHTS = "user_rights"
 ROLE_MISSING = "role missing"
 ROLE_NOT_HELD = "not granted"
 ROLE_NOT_DEFAULT = "not a default role"
@@ -75,6 +77,9 @@ class Finding:
         a = self.actual or "(none)"
         if self.kind == USER_ROLE:
             return _ROLE_ADVICE[self.actual].format(user=self.object, role=self.expected)
+        if self.kind == USER_RIGHTS:
+            return (f"user {self.object} holds more than its role {self.expected}: {self.actual}; revoke "
+                    f"them from {self.object} (`users apply` grants, never revokes)")
         if self.kind == "roles_unchecked":
             return f"the application users' roles were not checked: {self.actual}"
         if self.kind == "missing_object":

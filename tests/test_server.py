@@ -686,3 +686,56 @@ def test_a_password_with_letters_beyond_latin_1_logs_in_over_either_protocol(cle
         assert done.returncode == 0 and password not in done.stdout + done.stderr, done.stderr
     finally:
         support.run_sql(admin, "DROP USER IF EXISTS zt_unicode")
+
+
+def test_a_missing_grant_inside_a_step_reads_alike_on_both_protocols(clean_server):
+    """ACCESS_DENIED in a migration step: the same wording as other ClickHouse errors, on native
+    and HTTP alike (no stack trace, no version, no doubled period), saying what to do about the
+    grant; the ledger keeps the server's full text."""
+    admin = clean_server.url("native")
+    said = {}
+    for protocol in PROTOCOLS:
+        support.reset(clean_server)
+        db = support.fresh_database(clean_server)
+        user = f"zt_nogrant_{protocol}"
+        support.run_sql(admin, f"CREATE USER {user} IDENTIFIED BY 'n0-grant'",
+                        f"GRANT CREATE, DROP, ALTER, INSERT, SELECT, SYSTEM, OPTIMIZE, TRUNCATE, SHOW ON *.* TO {user}")
+        try:
+            url = clean_server.url(protocol, db, user=user, password="n0-grant")
+            commands.upgrade(url, "0009")
+            done = support.cli("upgrade", "--url", url)
+            assert done.returncode == 1, done.stdout + done.stderr
+            [error] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+            said[protocol] = error.replace(user, "<user>")
+            problem = commands.status(url).problem
+            assert problem["error_code"] == 497 and "Not enough privileges" in problem["error"], problem
+        finally:
+            support.run_sql(admin, f"DROP USER IF EXISTS {user}")
+    assert said["native"] == said["http"], said
+    error = said["native"]
+    assert error.startswith("Error: upgrade 0010 failed at statement 1: ClickHouse error 497 (ACCESS_DENIED): "
+                            "<user>: Not enough privileges"), error
+    assert "CREATE ROLE ON *.*" in error and ".;" not in error, error
+    assert not any(noise in error for noise in ("Code:", "DB::Exception", "(version", "Stack trace")), error
+    assert ("the deploying user lacks that grant: grant it, or run as a user that has it, "
+            "then run `zakaz-schema upgrade 0010 --resume`") in error, error
+
+
+def test_an_application_user_with_more_than_its_role_fails_verify(server_url, clean_server):
+    # users apply grants and never revokes: a role or privilege given by hand stayed, and
+    # verify said OK while DataLens's user could write into a fact table (tryout).
+    commands.upgrade(server_url, "head")
+    users.apply(server_url, ["datalens_reader"], environ=PASSWORDS)
+    admin = clean_server.url("native")
+    support.run_sql(admin, "GRANT zakaz_etl TO datalens_reader",
+                    "GRANT INSERT ON zakaz.dim_events TO datalens_reader")
+    try:
+        findings = [f for f in commands.verify(server_url)["findings"] if f.fatal]
+        assert [(f.kind, f.object) for f in findings] == [("user_rights", "datalens_reader")]
+        assert str(findings[0]) == ("user datalens_reader holds more than its role zakaz_reader: ROLE zakaz_etl, "
+                                    "INSERT ON zakaz.dim_events; revoke them from datalens_reader (`users apply` "
+                                    "grants, never revokes)")
+    finally:
+        support.run_sql(admin, "REVOKE zakaz_etl FROM datalens_reader",
+                        "REVOKE INSERT ON zakaz.dim_events FROM datalens_reader")
+    assert [f for f in commands.verify(server_url)["findings"] if f.fatal] == []
