@@ -19,7 +19,7 @@ from app import cluster as cluster_mode
 from app import ledger
 from app import losses
 from app.losses import DOWNGRADE, UPGRADE
-from app.errors import CheckFailed, UsageError
+from app.errors import CheckFailed, UsageError, ZakazError
 from app.settings import Settings
 from app.engine import ConnectionLost, lost_reason
 from app.sql import clickhouse_error_code, clickhouse_error_message, connection_lost, describe_clickhouse_error
@@ -27,6 +27,10 @@ from app.step_event import StepEvent
 from app.versions import changed_files, file_checksum, resume_command, version_of
 
 log = logging.getLogger("zakaz_schema")
+
+
+# The server refused the deploying user a privilege (ACCESS_DENIED).
+REFUSED_CODES = (497,)
 
 
 class MigrationBlocked(UsageError):
@@ -376,10 +380,17 @@ class StepRecorder:
                                        error_code=code, error=text[:2000],
                                        skipped=self.impl.skipped,
                                        checksum=file_checksum(rev.path)))
+                # Worded as every other server error (the same on native and
+                # HTTP, no version suffix); the ledger keeps the server's full text.
+                said = (describe_clickhouse_error(exc) if code and not isinstance(exc, ZakazError) else "") or text
+                resume = resume_command(self.script, {"direction": direction, "revision": rev.revision})
+                if code in REFUSED_CODES:
+                    cause = ("the ledger records it as failed: the deploying user lacks that grant: grant it, "
+                             f"or run as a user that has it, then run {resume}")
+                else:
+                    cause = f"the ledger records it as failed: fix the cause and run {resume}"
                 raise StepFailed(
-                    f"{direction} {rev.revision} failed at statement {index}: {text}; "
-                    "the ledger records it as failed: fix the cause and run "
-                    + resume_command(self.script, {"direction": direction, "revision": rev.revision}),
+                    f"{direction} {rev.revision} failed at statement {index}: {said}; {cause}",
                     rev.revision, index, code,
                 ) from exc
         return run

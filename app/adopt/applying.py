@@ -173,6 +173,9 @@ def apply_adoption(url: str | None, plan: AdoptionPlan, *, allow_data_loss: bool
             + "; back it up, then re-run with --allow-data-loss"
         )
     lost = {item for op in fresh.operations if op.loses for item in op.loses}
+    # A losing step of an earlier run that this plan runs again did not lose
+    # (it was killed before it did): this run reports it as its own.
+    earlier = [loss for loss in (fresh.resume or {}).get("earlier_losses", []) if not set(loss["loses"]) & lost]
     converted = {k: v for op in fresh.operations for k, v in op.converts_to.items()}
     cutoff = (dt.datetime.now() + dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
     script = script_directory(alembic_config(url, script_location=script_location))
@@ -210,7 +213,10 @@ def apply_adoption(url: str | None, plan: AdoptionPlan, *, allow_data_loss: bool
             ledger.write(conn, schema_name, ledger.Row(
                 step_id, fresh.revision, "adopt", "stamped", [fresh.revision],
                 f"adopted: the database built by the old SQL files, brought to revision {fresh.revision} by "
-                f"{len(fresh.operations)} operation(s), {statements} statement(s)",
+                f"{len(fresh.operations)} operation(s), {statements} statement(s)"
+                + (f", resuming an interrupted run whose steps lost data (allowed): "
+                   + "; ".join(f"{loss['step']} LOSES {', '.join(loss['loses'])} in {losses.row_count(loss['rows'])}"
+                               for loss in earlier) if earlier else ""),
                 statements=statements, checksum=file_checksum(revision.path),
             ))
             if reporter:
@@ -251,7 +257,10 @@ def apply_adoption(url: str | None, plan: AdoptionPlan, *, allow_data_loss: bool
             changes.append(f"{name}: {losses.row_count(was[0])}, checksum {was[1]} before; "
                            + (f"{losses.row_count(now[0])}, checksum {now[1]} after" if isinstance(now, tuple)
                               else str(now)))
-    return AdoptionResult(fresh, steps, verified["findings"], changes, len(before), unchecked=sorted(lost))
+    # The first run's queries already leave out what its steps lost.
+    unchecked = lost | {item for loss in earlier for item in loss["loses"]}
+    return AdoptionResult(fresh, steps, verified["findings"], changes, len(before), unchecked=sorted(unchecked),
+                          resumed=bool(fresh.resume), earlier_losses=earlier)
 
 
 def explain_refusal(plan: AdoptionPlan) -> str:

@@ -130,6 +130,11 @@ class AdoptionResult:
     # What the content check left out ("db.table" or "db.table.column"): what
     # the plan's operations drop or change, allowed with --allow-data-loss.
     unchecked: list[str] = field(default_factory=list)
+    # Resumed: the content was measured when this run started, not before the
+    # adoption, and ``earlier_losses`` are the losing steps its earlier,
+    # interrupted run(s) began (app.adopt.planning._earlier_losses).
+    resumed: bool = False
+    earlier_losses: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -138,8 +143,12 @@ class AdoptionResult:
     @property
     def allowed_losses(self) -> list[dict]:
         """Each operation that lost something (allowed), with what and in how many rows."""
-        return [{"operation": op.kind, "target": op.target, "loses": list(op.loses), "rows": op.rows_at_risk,
-                 "converted_to": op.converts_to.get(op.target)} for op in self.plan.lossy_operations]
+        earlier = [{"operation": None, "target": ", ".join(loss["loses"]), "loses": list(loss["loses"]),
+                    "rows": loss["rows"], "converted_to": None, "earlier_run": True,
+                    "step": f"{loss['step']}: {loss['reason']}"} for loss in self.earlier_losses]
+        return earlier + [{"operation": op.kind, "target": op.target, "loses": list(op.loses),
+                           "rows": op.rows_at_risk, "converted_to": op.converts_to.get(op.target),
+                           "earlier_run": False} for op in self.plan.lossy_operations]
 
     def to_dict(self) -> dict:
         return {
@@ -147,4 +156,5 @@ class AdoptionResult:
             "steps": self.steps, "findings": [f.to_dict() for f in self.findings],
             "data_changes": self.data_changes, "checked_tables": self.checked_tables,
             "allowed_losses": self.allowed_losses, "checksums_without": self.unchecked,
+            "compared_from": "resumed run" if self.resumed else "before adoption",
         }

@@ -65,7 +65,34 @@ def _in_progress(rows: list[dict]) -> dict | None:
         if step:
             done, total = int(step.group(1)) - 1, int(step.group(2))
     return {"step_id": first["step_id"], "revision": first["revision"], "steps_done": done,
-            "steps_total": total, **recorded}
+            "steps_total": total, "earlier_losses": _earlier_losses(rows[1:]), **recorded}
+
+
+_LOSS = re.compile(r"; LOSES (.+) in (\d+) rows?(?:;|$)")
+
+
+def _earlier_losses(rows: list[dict]) -> list[dict]:
+    """The losing steps the adoption's earlier runs began and did not record as failed.
+
+    The step rows are all that is left of those runs (the plan they ran is
+    gone), and a step's reason says what it loses and in how many rows
+    (``_count_risks``).  A step killed before it finished may not have lost
+    anything; the caller drops the ones the new plan still has to run.
+    """
+    out: dict[tuple[str, ...], dict] = {}
+    for k, r in enumerate(rows):
+        step = re.match(r"step (\d+)/(\d+): (.*)", r["message"] or "", re.S)
+        loss = _LOSS.search(step.group(3)) if step and r["status"] == "started" else None
+        if not loss:
+            continue
+        failed = k + 1 < len(rows) and rows[k + 1]["status"] == "failed" and rows[k + 1]["message"] == r["message"]
+        items = tuple(loss.group(1).split(", "))
+        if failed:
+            out.pop(items, None)
+        else:
+            out[items] = {"loses": list(items), "rows": int(loss.group(2)),
+                          "step": f"step {step.group(1)}/{step.group(2)}", "reason": step.group(3)}
+    return list(out.values())
 
 
 def _as_defined(item: dict, findings: list, operations: list) -> bool:
@@ -230,6 +257,10 @@ def plan_adoption(url: str | None = None, *, script_location: str | None = None,
         plan.operations = operations_from(steps, current, target.schema, plan.tables,
                                           lambda calls: offline_sql(calls, schema_name))
         _count_risks(conn, plan.operations)
+        if resume:
+            # A losing step the earlier run began that this plan runs again had not lost yet.
+            again = {item for op in plan.operations if op.loses for item in op.loses}
+            resume["earlier_losses"] = [loss for loss in resume["earlier_losses"] if not set(loss["loses"]) & again]
         plan.ahead = [{**a, "matches": _as_defined(a, findings, plan.operations)} for a in target.ahead]
         return plan
 
