@@ -24,11 +24,7 @@ from app import progress
 from app.config import mask_text
 from app.engine import lost_reason
 from app.errors import EXIT_CHECK, EXIT_USAGE, UsageError, ZakazError
-from app.sql import clickhouse_error_code, connection_lost, describe_clickhouse_error, one_line
-
-# ACCESS_DENIED: the user lacks a grant (the server's message names it);
-# configuration, not a defect: exit 2.
-_REFUSED_CODES = (497,)
+from app.sql import ACCESS_DENIED, clickhouse_error_code, connection_lost, describe_clickhouse_error, one_line
 
 # The canonical schema is Python parsed on import by the commands that compare
 # with it (verify, adopt, autogenerate): a mistake in it is one line naming it.
@@ -115,7 +111,7 @@ def classify(exc: BaseException, command: str = "") -> Failure:
         return Failure(lost_connection(command, lost_reason(exc)), EXIT_CHECK)
     server_error = describe_clickhouse_error(exc)
     if server_error:
-        if clickhouse_error_code(exc) in _REFUSED_CODES:
+        if clickhouse_error_code(exc) == ACCESS_DENIED:  # configuration, not a defect: exit 2
             return Failure(f"{server_error}; grant it to this user, or run as a user that has it",
                            EXIT_USAGE)
         return Failure(f"{server_error} (run with --debug for the traceback)", EXIT_CHECK)

@@ -22,15 +22,13 @@ from app.losses import DOWNGRADE, UPGRADE
 from app.errors import CheckFailed, UsageError, ZakazError
 from app.settings import Settings
 from app.engine import ConnectionLost, lost_reason
-from app.sql import clickhouse_error_code, clickhouse_error_message, connection_lost, describe_clickhouse_error
+from app.sql import (
+    ACCESS_DENIED, clickhouse_error_code, clickhouse_error_message, connection_lost, describe_clickhouse_error,
+)
 from app.step_event import StepEvent
 from app.versions import changed_files, file_checksum, resume_command, version_of
 
 log = logging.getLogger("zakaz_schema")
-
-
-# The server refused the deploying user a privilege (ACCESS_DENIED).
-REFUSED_CODES = (497,)
 
 
 class MigrationBlocked(UsageError):
@@ -384,7 +382,7 @@ class StepRecorder:
                 # HTTP, no version suffix); the ledger keeps the server's full text.
                 said = (describe_clickhouse_error(exc) if code and not isinstance(exc, ZakazError) else "") or text
                 resume = resume_command(self.script, {"direction": direction, "revision": rev.revision})
-                if code in REFUSED_CODES:
+                if code == ACCESS_DENIED:
                     cause = ("the ledger records it as failed: the deploying user lacks that grant: grant it, "
                              f"or run as a user that has it, then run {resume}")
                 else:

@@ -42,7 +42,6 @@ from app import alembic_hook, canonical_verdict, ledger
 from app import impl as _impl  # noqa: F401 - registers the ClickHouse implementation the proof runs on
 
 from app.autogenerate import render_revision
-from app.canonical import MANAGED_DATABASES
 from app.chain import alembic_config, script_directory
 from app.dependencies import materialized_view_target, view_reads
 from app.engine import connect
@@ -55,6 +54,7 @@ from app.schema import TABLE, Schema
 from app.snapshot import take_snapshot
 from app.sql import clickhouse_error_message
 from app.verify import Finding, compare_schema
+from app.warehouse import MANAGED_DATABASES
 
 
 class UnknownType(UsageError):

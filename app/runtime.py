@@ -165,7 +165,7 @@ def prepare_cluster(conn, cluster: cluster_mode.Cluster) -> cluster_mode.Cluster
 
 
 def _run_steps(context, conn, schema: str, settings: Settings) -> int:
-    """Run alembic's steps, each recorded in the ledger; how many rows the run wrote."""
+    """Run alembic's steps, each recorded in the ledger; how many steps the run recorded (0: none)."""
     box: list = []
     _configure(context, schema, box, connection=conn)
     recorder = StepRecorder(context, schema, settings)

@@ -110,6 +110,10 @@ def clickhouse_error_message(exc: BaseException | None) -> str:
     return text or type(orig).__name__
 
 
+# The server refused the user a privilege (its message names the grant):
+# configuration to fix, not a defect.
+ACCESS_DENIED = 497
+
 _NAME_IN_TEXT = re.compile(r"\(([A-Z][A-Z0-9_]+)\)")
 _MESSAGE_PREFIX = re.compile(r"^(?:Orig exception:\s*)?(?:HTTPException:\s*)?(?:Code: \d+\.\s*)*(?:DB::Exception:\s*)?")
 _VERSION_IN_TEXT = re.compile(r"\s*\(version [^)]*\)")
@@ -137,7 +141,7 @@ def clickhouse_error_parts(exc: BaseException | None) -> tuple[int, str, str]:
 # Over native the server's text has no "(NAME)": the names of the codes a
 # deploy meets, then clickhouse-driver's own table (older than 497).
 _NAMES = {159: "TIMEOUT_EXCEEDED", 210: "NETWORK_ERROR", 225: "NO_ZOOKEEPER", 242: "TABLE_IS_READ_ONLY",
-          497: "ACCESS_DENIED", 516: "AUTHENTICATION_FAILED", 999: "KEEPER_EXCEPTION"}
+          ACCESS_DENIED: "ACCESS_DENIED", 516: "AUTHENTICATION_FAILED", 999: "KEEPER_EXCEPTION"}
 
 
 def _error_name(code: int) -> str:
